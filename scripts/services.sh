@@ -62,6 +62,8 @@ KAFKA_PID="$KAFKA_DIR/kafka.pid"
 MAILPIT_DIR="$STATE_DIR/mailpit"
 MAILPIT_LOG="$MAILPIT_DIR/mailpit.log"
 MAILPIT_PID="$MAILPIT_DIR/mailpit.pid"
+# Mailpit keeps its messages in $MAILPIT_DIR/mailpit.db (kept across restarts;
+# `clean` removes it). Tests can empty it with DELETE /api/v1/messages.
 
 ALL_SERVICES=(postgres kafka mailpit)
 
@@ -148,8 +150,8 @@ pg_running() {
 
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -d postgres -U postgres; }
 
-psql_admin() {
-  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres "$@"
+psql_admin() { # SQL on stdin
+  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres
 }
 
 start_postgres() {
@@ -232,9 +234,9 @@ kafka_libs() {
     log "fetching Apache Kafka $KAFKA_VERSION jars into $KAFKA_LIBS (once)"
     rm -rf "$KAFKA_LIBS.tmp"
     mkdir -p "$KAFKA_HOME"
-    mvn -q -B -f "$KAFKA_POM" -Dkafka.version="$KAFKA_VERSION" \
-      dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS.tmp" >&2 ||
-      die "could not fetch Kafka $KAFKA_VERSION with Maven"
+    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS.tmp" >"$KAFKA_HOME/mvn.log" 2>&1 ||
+      { tail -n 40 "$KAFKA_HOME/mvn.log" >&2; die "could not fetch Kafka $KAFKA_VERSION with Maven"; }
     rm -rf "$KAFKA_LIBS"
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
     echo "$KAFKA_VERSION" >"$marker"
@@ -242,11 +244,12 @@ kafka_libs() {
   echo "$KAFKA_LIBS"
 }
 
-kafka_java() {
-  # shellcheck disable=SC2086  # KAFKA_HEAP is a list of JVM options
-  setsid java $KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-    -cp "$KAFKA_LIBS/*" "$@"
+# JVM options shared by the broker and the storage tool.
+kafka_jvm_opts() {
+  local -n _opts=$1
+  # shellcheck disable=SC2206  # KAFKA_HEAP is a list of JVM options
+  _opts=($KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
 }
 
 kafka_metadata_ok() {
@@ -302,7 +305,9 @@ start_kafka() {
       cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
       log "kafka: formatting storage (cluster id $cluster_id)"
       rm -rf "$KAFKA_DATA"
-      kafka_java kafka.tools.StorageTool format --cluster-id "$cluster_id" \
+      local -a jvm
+      kafka_jvm_opts jvm
+      java "${jvm[@]}" kafka.tools.StorageTool format --cluster-id "$cluster_id" \
         --config "$KAFKA_PROPS" --ignore-formatted >"$KAFKA_DIR/format.log" 2>&1 ||
         { tail -n 20 "$KAFKA_DIR/format.log" >&2; die "kafka storage format failed"; }
     fi
@@ -310,10 +315,12 @@ start_kafka() {
     {
       echo "===== $(date '+%F %T') starting kafka.Kafka $KAFKA_VERSION"
     } >>"$KAFKA_LOG"
-    # setsid (in kafka_java): own session, so the broker outlives the caller and
+    # setsid: own session, so the broker outlives the caller and
     # ignores its ^C. A background job of a script is not a process-group leader,
     # so setsid does not fork and $! is java's own pid.
-    kafka_java kafka.Kafka "$KAFKA_PROPS" </dev/null >>"$KAFKA_LOG" 2>&1 &
+    local -a opts
+    kafka_jvm_opts opts
+    setsid java "${opts[@]}" kafka.Kafka "$KAFKA_PROPS" </dev/null >>"$KAFKA_LOG" 2>&1 &
     echo $! >"$KAFKA_PID"
   fi
   wait_for kafka "$KAFKA_PID" kafka.Kafka "$KAFKA_LOG" port_open "$KAFKA_PORT"
@@ -368,7 +375,7 @@ start_mailpit() {
       --smtp "127.0.0.1:$SMTP_PORT" \
       --smtp-auth-accept-any --smtp-auth-allow-insecure \
       --smtp-disable-rdns --disable-version-check \
-      --max 0 \
+      --database "$MAILPIT_DIR/mailpit.db" --max 0 \
       </dev/null >>"$MAILPIT_LOG" 2>&1 &
     echo $! >"$MAILPIT_PID"
   fi
