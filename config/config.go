@@ -1,0 +1,278 @@
+// Package config holds every eventflow setting in one place. Each setting is
+// a flag (--http-addr) and an environment variable (EVENTFLOW_HTTP_ADDR); a
+// flag wins over the variable, and the variable over the default.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is eventflow's configuration.
+type Config struct {
+	// Roles to run: all, or a subset of orders-api, relay.
+	Roles []string
+
+	HTTPAddr  string
+	PublicURL string
+	DataDir   string
+	// DatabaseURL is a postgres:// URL; empty means embedded SQLite in DataDir.
+	DatabaseURL string
+	// KafkaBrokers lists an Apache Kafka cluster; empty means the embedded broker.
+	KafkaBrokers      []string
+	EmbeddedKafkaPort int
+	MigrateOnStart    bool
+
+	// DeliveryGuarantee is at-most-once, at-least-once or exactly-once.
+	DeliveryGuarantee string
+	OrdersTopic       Topic
+	ApplyTopics       bool
+
+	RelayBatchSize       int
+	RelayPollInterval    time.Duration
+	RelayLeaseTTL        time.Duration
+	RelayTransactionalID string
+	ProducerLinger       time.Duration
+
+	IdempotencyTTL    time.Duration
+	MaxBodyBytes      int64
+	ShutdownTimeout   time.Duration
+	LogLevel          string
+	LogFormat         string
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+}
+
+// Topic is a topic's settings, applied at start and by `eventflow topics apply`.
+type Topic struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int
+	MinInsyncReplicas int
+	Retention         time.Duration
+}
+
+// Roles eventflow can run.
+const (
+	RoleOrdersAPI = "orders-api"
+	RoleRelay     = "relay"
+)
+
+var knownRoles = []string{RoleOrdersAPI, RoleRelay}
+
+// Has reports whether the configuration runs role.
+func (c Config) Has(role string) bool {
+	for _, r := range c.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// EmbeddedDatabase reports whether storage is the embedded SQLite file.
+func (c Config) EmbeddedDatabase() bool { return c.DatabaseURL == "" }
+
+// EmbeddedKafka reports whether the broker is the embedded one.
+func (c Config) EmbeddedKafka() bool { return len(c.KafkaBrokers) == 0 }
+
+// SQLitePath is the embedded database file.
+func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, "eventflow.db") }
+
+// KafkaDataDir is where the embedded broker keeps its data.
+func (c Config) KafkaDataDir() string { return filepath.Join(c.DataDir, "kafka") }
+
+// Parse reads the configuration from args (flags) and getenv (EVENTFLOW_*
+// variables). Usage, with every setting and its default, goes to usage on
+// --help, and Parse then returns flag.ErrHelp.
+func Parse(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	var (
+		c       Config
+		roles   string
+		brokers string
+		errs    []string
+	)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	s := settings{fs: fs, getenv: getenv, errs: &errs}
+
+	s.str(&roles, "roles", "all", "roles to run: all, or a comma-separated list of orders-api, relay")
+	s.str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the HTTP API listens on")
+	s.str(&c.PublicURL, "public-url", "", "URL clients reach the HTTP API at (default http://<http-addr>)")
+	s.str(&c.DataDir, "data-dir", "./data", "folder for the embedded database and broker")
+	s.str(&c.DatabaseURL, "database-url", "", "postgres:// URL of PostgreSQL (default: embedded SQLite in the data folder)")
+	s.str(&brokers, "kafka-brokers", "", "host:port,... of an Apache Kafka cluster (default: embedded broker)")
+	s.int(&c.EmbeddedKafkaPort, "embedded-kafka-port", 9092, "port of the embedded broker on 127.0.0.1 (0 picks a free one)")
+	s.bool(&c.MigrateOnStart, "migrate", true, "apply database migrations at start")
+	s.str(&c.DeliveryGuarantee, "delivery-guarantee", "exactly-once", "at-most-once, at-least-once or exactly-once")
+	s.str(&c.OrdersTopic.Name, "orders-topic", "orders.order.events", "topic of order events")
+	s.int(&c.OrdersTopic.Partitions, "topic-partitions", 6, "partitions of each topic created")
+	s.int(&c.OrdersTopic.ReplicationFactor, "topic-replication-factor", 1, "replicas of each topic created (3 on a three-broker cluster)")
+	s.int(&c.OrdersTopic.MinInsyncReplicas, "topic-min-insync-replicas", 1, "min.insync.replicas of each topic (2 with replication factor 3)")
+	s.duration(&c.OrdersTopic.Retention, "topic-retention", 7*24*time.Hour, "retention.ms of each topic")
+	s.bool(&c.ApplyTopics, "apply-topics", true, "create or update topics at start")
+	s.int(&c.RelayBatchSize, "relay-batch-size", 1000, "outbox records published per batch")
+	s.duration(&c.RelayPollInterval, "relay-poll-interval", time.Second, "how often the relay polls when no commit woke it")
+	s.duration(&c.RelayLeaseTTL, "relay-lease-ttl", 10*time.Second, "how soon a standby relay takes over from a dead one")
+	s.str(&c.RelayTransactionalID, "relay-transactional-id", "eventflow-relay", "Kafka transactional.id of the relay (exactly-once)")
+	s.duration(&c.ProducerLinger, "producer-linger", 0, "how long the producer waits to fill a batch")
+	s.duration(&c.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered")
+	s.int64(&c.MaxBodyBytes, "http-max-body-bytes", 1<<20, "largest request body accepted")
+	s.duration(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for in-flight work")
+	s.duration(&c.ReadHeaderTimeout, "http-read-header-timeout", 5*time.Second, "time allowed to read request headers")
+	s.duration(&c.ReadTimeout, "http-read-timeout", 30*time.Second, "time allowed to read a whole request")
+	s.duration(&c.WriteTimeout, "http-write-timeout", 30*time.Second, "time allowed to write a response")
+	s.duration(&c.IdleTimeout, "http-idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
+	s.str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s.str(&c.LogFormat, "log-format", "text", "text or json")
+
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: %s [flags]\n\nEvery flag can also be set by the environment variable shown.\n\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	c.Roles = splitList(roles)
+	c.KafkaBrokers = splitList(brokers)
+	if err := c.validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if len(c.Roles) == 1 && c.Roles[0] == "all" {
+		c.Roles = append([]string(nil), knownRoles...)
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(knownRoles, r) {
+			return fmt.Errorf("--roles: unknown role %q (known: all, %s)", r, strings.Join(knownRoles, ", "))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("--http-addr %q: %w", c.HTTPAddr, err)
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return fmt.Errorf("--database-url must be a postgres:// URL")
+	}
+	switch c.DeliveryGuarantee {
+	case "at-most-once", "at-least-once", "exactly-once":
+	default:
+		return fmt.Errorf("--delivery-guarantee %q: want at-most-once, at-least-once or exactly-once", c.DeliveryGuarantee)
+	}
+	switch {
+	case c.OrdersTopic.Partitions < 1:
+		return fmt.Errorf("--topic-partitions must be at least 1")
+	case c.OrdersTopic.ReplicationFactor < 1:
+		return fmt.Errorf("--topic-replication-factor must be at least 1")
+	case c.OrdersTopic.MinInsyncReplicas < 1 || c.OrdersTopic.MinInsyncReplicas > c.OrdersTopic.ReplicationFactor:
+		return fmt.Errorf("--topic-min-insync-replicas must be between 1 and the replication factor")
+	case c.RelayBatchSize < 1:
+		return fmt.Errorf("--relay-batch-size must be at least 1")
+	case c.MaxBodyBytes < 1:
+		return fmt.Errorf("--http-max-body-bytes must be at least 1")
+	}
+	return nil
+}
+
+// settings registers flags whose defaults come from EVENTFLOW_* variables.
+type settings struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   *[]string
+}
+
+// EnvName is the environment variable of a flag: EVENTFLOW_ and the flag's
+// name in upper case with underscores.
+func EnvName(flagName string) string {
+	return "EVENTFLOW_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (s settings) env(name string) (string, bool) {
+	v := s.getenv(EnvName(name))
+	return v, v != ""
+}
+
+func (s settings) usage(name, help string) string { return help + " (" + EnvName(name) + ")" }
+
+func (s settings) fail(name, value string, err error) {
+	*s.errs = append(*s.errs, fmt.Sprintf("%s=%q: %v", EnvName(name), value, err))
+}
+
+func (s settings) str(p *string, name, def, help string) {
+	if v, ok := s.env(name); ok {
+		def = v
+	}
+	s.fs.StringVar(p, name, def, s.usage(name, help))
+}
+
+func (s settings) bool(p *bool, name string, def bool, help string) {
+	if v, ok := s.env(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.fail(name, v, err)
+		}
+		def = b
+	}
+	s.fs.BoolVar(p, name, def, s.usage(name, help))
+}
+
+func (s settings) int(p *int, name string, def int, help string) {
+	if v, ok := s.env(name); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.fail(name, v, err)
+		}
+		def = n
+	}
+	s.fs.IntVar(p, name, def, s.usage(name, help))
+}
+
+func (s settings) int64(p *int64, name string, def int64, help string) {
+	if v, ok := s.env(name); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			s.fail(name, v, err)
+		}
+		def = n
+	}
+	s.fs.Int64Var(p, name, def, s.usage(name, help))
+}
+
+func (s settings) duration(p *time.Duration, name string, def time.Duration, help string) {
+	if v, ok := s.env(name); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			s.fail(name, v, err)
+		}
+		def = d
+	}
+	s.fs.DurationVar(p, name, def, s.usage(name, help))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
