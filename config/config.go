@@ -20,7 +20,9 @@ type Config struct {
 	// Roles to run: all, or a subset of orders-api, relay.
 	Roles []string
 
-	HTTPAddr  string
+	HTTPAddr string
+	// PublicURL is where clients reach the API; empty means the address the
+	// server listens on (see serve).
 	PublicURL string
 	DataDir   string
 	// DatabaseURL is a postgres:// URL; empty means embedded SQLite in DataDir.
@@ -149,9 +151,6 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	c.KafkaBrokers = splitList(brokers)
 	if err := c.validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	if c.PublicURL == "" {
-		c.PublicURL = "http://" + c.HTTPAddr
 	}
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	return c, nil

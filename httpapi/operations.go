@@ -92,9 +92,3 @@ func handleOpenAPI() http.Handler {
 		w.Write(openAPI)
 	})
 }
-
-func handleNotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeStatusProblem(w, r, http.StatusNotFound, "no such route; GET /openapi.json describes the API")
-	})
-}

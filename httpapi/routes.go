@@ -21,5 +21,4 @@ func addRoutes(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /readyz", handleReadyz(cfg.Checks))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	mux.Handle("GET /openapi.json", handleOpenAPI())
-	mux.Handle("/", handleNotFound())
 }

@@ -60,9 +60,8 @@ func instrument(mux *http.ServeMux, m *httpMetrics, log *slog.Logger) http.Handl
 		h, route := mux.Handler(r)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		if route == "" {
-			// Everything unknown falls to the "/" route, so no route means
-			// a known path with the wrong method (or a redirect): let the
-			// mux decide, and answer in problem JSON.
+			// No route: let the mux decide between 404, 405 (with its
+			// Allow header) and a redirect, and answer in problem JSON.
 			route = "unrouted"
 			probe := &headerCapture{header: http.Header{}}
 			h.ServeHTTP(probe, r)
@@ -72,7 +71,11 @@ func instrument(mux *http.ServeMux, m *httpMetrics, log *slog.Logger) http.Handl
 			if loc := probe.header.Get("Location"); loc != "" {
 				w.Header().Set("Location", loc)
 			}
-			writeStatusProblem(rec, r, probe.status, "")
+			detail := ""
+			if probe.status == http.StatusNotFound {
+				detail = "no such route; GET /openapi.json describes the API"
+			}
+			writeStatusProblem(rec, r, probe.status, detail)
 		} else {
 			if tp := r.Header.Get("traceparent"); traceParentPattern.MatchString(tp) {
 				r = r.WithContext(withTraceParent(r.Context(), tp))

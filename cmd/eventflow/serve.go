@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/eventflow/eventflow/config"
+	"github.com/eventflow/eventflow/event"
+	"github.com/eventflow/eventflow/httpapi"
+	"github.com/eventflow/eventflow/kafka"
+	"github.com/eventflow/eventflow/orders"
+	"github.com/eventflow/eventflow/outbox"
+)
+
+// serve runs the configured roles until ctx ends, then shuts down in order:
+// stop taking requests and finish those in flight, stop the relay after its
+// current batch, flush the producer, close the broker and the database.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Parse("eventflow serve", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	started := time.Now()
+
+	store, err := openStorage(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if cfg.MigrateOnStart {
+		if err := store.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+
+	brk, err := startBroker(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer brk.Close()
+	if cfg.ApplyTopics {
+		if err := applyTopics(ctx, brk.Brokers, cfg, io.Discard); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
+
+	schemas, err := event.LoadSchemas(orders.Schemas())
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	kafkaMetrics := kprom.NewMetrics("eventflow_kafka", kprom.Registerer(reg), kprom.Gatherer(reg))
+
+	var (
+		wg        sync.WaitGroup
+		workCtx   context.Context
+		stopWork  context.CancelFunc
+		publisher *kafka.Publisher
+		apiCfg    = httpapi.Config{
+			Schemas:      schemas,
+			Registry:     reg,
+			Logger:       log,
+			MaxBodyBytes: cfg.MaxBodyBytes,
+			Checks:       []httpapi.Check{{Name: "database", Check: store.Ping}},
+		}
+	)
+	workCtx, stopWork = context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+
+	if cfg.Has(config.RoleOrdersAPI) {
+		svc := orders.NewService(store.Orders, orders.ServiceConfig{
+			SchemaBaseURL:  cfg.PublicURL,
+			IdempotencyTTL: cfg.IdempotencyTTL,
+		})
+		apiCfg.Orders = svc
+		wg.Go(func() { purgeIdempotencyKeys(workCtx, svc, log) })
+	}
+	if cfg.Has(config.RoleRelay) {
+		guarantee, err := kafka.ParseGuarantee(cfg.DeliveryGuarantee)
+		if err != nil {
+			return err
+		}
+		publisher, err = kafka.NewPublisher(kafka.PublisherConfig{
+			Brokers:         brk.Brokers,
+			Guarantee:       guarantee,
+			TransactionalID: cfg.RelayTransactionalID,
+			Route:           func(string) string { return cfg.OrdersTopic.Name },
+			Linger:          cfg.ProducerLinger,
+			Hooks:           []kgo.Hook{kafkaMetrics},
+			Logger:          log,
+			ClientID:        "eventflow-relay",
+		})
+		if err != nil {
+			return err
+		}
+		defer publisher.Close()
+		apiCfg.Checks = append(apiCfg.Checks, httpapi.Check{Name: "broker", Check: publisher.Ping})
+		relay := outbox.NewRelay(store.Outbox, publisher, outbox.RelayConfig{
+			BatchSize:           cfg.RelayBatchSize,
+			PollInterval:        cfg.RelayPollInterval,
+			Holder:              relayHolder(),
+			LeaseTTL:            cfg.RelayLeaseTTL,
+			DeleteBeforePublish: guarantee == kafka.AtMostOnce,
+			Logger:              log,
+			Metrics:             outbox.NewRelayMetrics(reg, store.Outbox),
+		})
+		wg.Go(func() {
+			if err := relay.Run(workCtx); err != nil {
+				log.Error("relay stopped", "err", err)
+			}
+		})
+	} else {
+		brokerCheck, closeCheck, err := brokerPing(brk.Brokers)
+		if err != nil {
+			return err
+		}
+		defer closeCheck()
+		apiCfg.Checks = append(apiCfg.Checks, httpapi.Check{Name: "broker", Check: brokerCheck})
+	}
+
+	srv := httpapi.NewServer(cfg.HTTPAddr, httpapi.NewHandler(apiCfg),
+		cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	log.Info("eventflow is ready",
+		"roles", cfg.Roles,
+		"http", "http://"+ln.Addr().String(),
+		"database", store.Description,
+		"kafka", brk.Description,
+		"delivery_guarantee", cfg.DeliveryGuarantee,
+		"topic", cfg.OrdersTopic.Name,
+		"startup", time.Since(started).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "eventflow listening on http://%s (kafka: %s)\n", ln.Addr(), strings.Join(brk.Brokers, ","))
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !httpapi.IsServerClosed(err) {
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	stopWork()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-shutdownCtx.Done():
+		return errors.New("shutdown timed out waiting for the relay")
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// relayHolder names this process in the relay lease.
+func relayHolder() string {
+	host, _ := os.Hostname()
+	return host + "/" + strconv.Itoa(os.Getpid()) + "/" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+// brokerPing is the readiness check of a process that does not produce.
+func brokerPing(brokers []string) (func(context.Context) error, func(), error) {
+	client, err := kafka.NewClient(brokers)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(ctx context.Context) error { return kafka.Ping(ctx, client) }, client.Close, nil
+}
+
+// purgeIdempotencyKeys deletes expired idempotency keys every few minutes.
+func purgeIdempotencyKeys(ctx context.Context, svc *orders.Service, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := svc.PurgeIdempotencyKeys(ctx); err != nil {
+				log.Warn("purge idempotency keys", "err", err)
+			} else if n > 0 {
+				log.Debug("purged idempotency keys", "count", n)
+			}
+		}
+	}
+}
