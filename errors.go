@@ -12,10 +12,11 @@ import (
 // Error codes say what kind of failure an Error is, so that outer layers (the
 // HTTP API) can map it without knowing where it came from.
 const (
-	EINVALID  = "invalid"   // the request is malformed or fails validation
-	ENOTFOUND = "not_found" // the object does not exist
-	ECONFLICT = "conflict"  // the request conflicts with the object's current state
-	EINTERNAL = "internal"  // anything else; details are logged, not shown
+	EINVALID   = "invalid"   // the request is malformed or fails validation
+	ENOTFOUND  = "not_found" // the object does not exist
+	ECONFLICT  = "conflict"  // the request conflicts with the object's current state
+	EFORBIDDEN = "forbidden" // the caller may not do this
+	EINTERNAL  = "internal"  // anything else; details are logged, not shown
 )
 
 // Error is an error meant to be shown to the caller: Message is safe to show,

@@ -30,10 +30,11 @@ var problemTypes = map[string]struct {
 	uri    string
 	title  string
 }{
-	eventflow.EINVALID:  {http.StatusBadRequest, "urn:eventflow:problem:invalid-request", "The request is invalid"},
-	eventflow.ENOTFOUND: {http.StatusNotFound, "urn:eventflow:problem:not-found", "Not found"},
-	eventflow.ECONFLICT: {http.StatusConflict, "urn:eventflow:problem:conflict", "The request conflicts with the current state"},
-	eventflow.EINTERNAL: {http.StatusInternalServerError, "urn:eventflow:problem:internal", "Internal error"},
+	eventflow.EINVALID:   {http.StatusBadRequest, "urn:eventflow:problem:invalid-request", "The request is invalid"},
+	eventflow.ENOTFOUND:  {http.StatusNotFound, "urn:eventflow:problem:not-found", "Not found"},
+	eventflow.ECONFLICT:  {http.StatusConflict, "urn:eventflow:problem:conflict", "The request conflicts with the current state"},
+	eventflow.EFORBIDDEN: {http.StatusForbidden, "urn:eventflow:problem:forbidden", "Forbidden"},
+	eventflow.EINTERNAL:  {http.StatusInternalServerError, "urn:eventflow:problem:internal", "Internal error"},
 }
 
 // writeError answers with the problem that err describes. Errors that are

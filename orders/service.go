@@ -171,7 +171,7 @@ func (s *Service) newOrder(req CreateRequest) (Order, error) {
 
 // Order returns the order with the id.
 func (s *Service) Order(ctx context.Context, id string) (Order, error) {
-	if !validUUID(id) {
+	if !eventflow.ValidUUID(id) {
 		return Order{}, eventflow.Errorf(eventflow.ENOTFOUND, "order %q not found", id)
 	}
 	return s.store.Order(ctx, id)
@@ -190,9 +190,9 @@ const MaxPageSize = 200
 // NextCursor, or empty for the first page.
 func (s *Service) List(ctx context.Context, userID, cursor string, limit int) (Page, error) {
 	switch {
-	case userID != "" && !userIDPattern.MatchString(userID):
-		return Page{}, eventflow.FieldError("user_id", "must be 1 to 128 letters, digits or ._:@+-")
-	case cursor != "" && !validUUID(cursor):
+	case userID != "" && !eventflow.ValidUserID(userID):
+		return Page{}, eventflow.FieldError("user_id", eventflow.UserIDRule)
+	case cursor != "" && !eventflow.ValidUUID(cursor):
 		return Page{}, eventflow.FieldError("cursor", "is not a cursor this API returned")
 	case limit < 0 || limit > MaxPageSize:
 		return Page{}, eventflow.FieldError("limit", "must be between 1 and %d", MaxPageSize)

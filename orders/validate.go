@@ -7,8 +7,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/eventflow/eventflow"
 )
 
@@ -22,8 +20,7 @@ const (
 )
 
 var (
-	userIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:@+-]{1,128}$`)
-	skuPattern    = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,64}$`)
+	skuPattern = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,64}$`)
 	// Idempotency keys are opaque to us; the bound keeps them indexable and
 	// the character set keeps them out of trouble in logs and headers.
 	idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
@@ -32,8 +29,8 @@ var (
 // validateCreate checks every field of req, naming the first that fails as a
 // JSON pointer into the request body.
 func validateCreate(req CreateRequest) error {
-	if !userIDPattern.MatchString(req.UserID) {
-		return eventflow.FieldError("/user_id", "must be 1 to 128 letters, digits or ._:@+-")
+	if !eventflow.ValidUserID(req.UserID) {
+		return eventflow.FieldError("/user_id", eventflow.UserIDRule)
 	}
 	if !validCurrency(req.Currency) {
 		return eventflow.FieldError("/currency", "must be an ISO 4217 currency code such as EUR")
@@ -109,11 +106,4 @@ func validateIdempotencyKey(key string) error {
 		return eventflow.FieldError("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
 	}
 	return nil
-}
-
-// validUUID reports whether s is a UUID in its canonical lower-case form,
-// the only form the API hands out.
-func validUUID(s string) bool {
-	u, err := uuid.Parse(s)
-	return err == nil && u.String() == s
 }

@@ -1,0 +1,75 @@
+package notifications
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/eventflow/eventflow/event"
+)
+
+// Store keeps subscriptions, the inbox of handled events and deliveries.
+// The sqlite and postgres packages implement it; storetest holds the
+// contract both must meet.
+type Store interface {
+	// CreateSubscription stores s. Another subscription of the same user,
+	// channel, address and patterns is ErrDuplicateSubscription.
+	CreateSubscription(ctx context.Context, s Subscription) error
+	// Subscription returns the subscription with the id, or an ENOTFOUND error.
+	Subscription(ctx context.Context, id string) (Subscription, error)
+	// Subscriptions lists subscriptions newest first.
+	Subscriptions(ctx context.Context, f SubscriptionFilter) ([]Subscription, error)
+	// UpdateSubscription stores s if the stored version is s.Version-1, and
+	// returns ErrVersionConflict otherwise; ErrDuplicateSubscription as
+	// CreateSubscription; an ENOTFOUND error if there is no such subscription.
+	UpdateSubscription(ctx context.Context, s Subscription) error
+	// DeleteSubscription deletes the subscription (its deliveries stay in
+	// the activity log), or returns an ENOTFOUND error.
+	DeleteSubscription(ctx context.Context, id string) error
+	// ActiveSubscriptions returns every active subscription, for matching.
+	ActiveSubscriptions(ctx context.Context) ([]Subscription, error)
+	// SubscriptionsVersion grows with every change to any subscription, so
+	// a matcher in another process knows when to reload.
+	SubscriptionsVersion(ctx context.Context) (int64, error)
+
+	// RecordEvent marks e handled in the inbox with status and creates the
+	// deliveries, all in one transaction. If the inbox holds e.ID already,
+	// it changes nothing and reports false: a redelivered event creates no
+	// new delivery.
+	RecordEvent(ctx context.Context, e event.Event, status InboxStatus, deliveries []Delivery) (bool, error)
+
+	// ClaimDeliveries claims up to limit pending deliveries due at now for
+	// sending, counting an attempt for each and hiding it from other claims
+	// until now+lease (so a worker that dies mid-send leaves it to be
+	// retried after the lease). A delivery is not claimed while an earlier
+	// delivery of the same subscription and subject is still pending, so a
+	// subscriber hears about one order's changes in order.
+	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Job, error)
+	// MarkSent records that a delivery was accepted.
+	MarkSent(ctx context.Context, id string, at time.Time) error
+	// MarkFailed records a failed attempt: the delivery is retried at next,
+	// or, when dead, stays dead with the error.
+	MarkFailed(ctx context.Context, id string, errText string, next time.Time, dead bool) error
+	// Delivery returns the delivery with the id, or an ENOTFOUND error.
+	Delivery(ctx context.Context, id string) (Delivery, error)
+	// Deliveries lists deliveries newest first.
+	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error)
+	// RetryDelivery makes a dead delivery pending again, due at now, with
+	// its attempts reset. Any other status is ErrNotDead.
+	RetryDelivery(ctx context.Context, id string, now time.Time) (Delivery, error)
+	// DeliveryCounts counts deliveries by status, for metrics.
+	DeliveryCounts(ctx context.Context) (map[DeliveryStatus]int64, error)
+
+	// Secret returns the named secret, creating it from newValue on first
+	// use, so every node sharing the database signs alike.
+	Secret(ctx context.Context, name string, newValue []byte) ([]byte, error)
+}
+
+var (
+	// ErrDuplicateSubscription means an equal subscription exists.
+	ErrDuplicateSubscription = errors.New("duplicate subscription")
+	// ErrVersionConflict means a subscription changed between reading and updating it.
+	ErrVersionConflict = errors.New("subscription version conflict")
+	// ErrNotDead means a retry was asked for a delivery that is not dead.
+	ErrNotDead = errors.New("delivery is not dead")
+)
