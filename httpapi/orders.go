@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/eventflow/eventflow"
 	"github.com/eventflow/eventflow/orders"
 )
 
@@ -41,16 +40,11 @@ func handleGetOrder(svc OrderService, log *slog.Logger) http.Handler {
 
 func handleListOrders(svc OrderService, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		limit := 0
-		if s := q.Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				writeError(w, r, log, eventflow.FieldError("limit", "must be a whole number from 1 to %d", orders.MaxPageSize))
-				return
-			}
-			limit = n
+		limit, ok := queryLimit(w, r, log)
+		if !ok {
+			return
 		}
+		q := r.URL.Query()
 		page, err := svc.List(r.Context(), q.Get("user_id"), q.Get("cursor"), limit)
 		if err != nil {
 			writeError(w, r, log, err)

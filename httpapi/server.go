@@ -33,14 +33,16 @@ type Check struct {
 }
 
 // Config is what the API is built from. Orders is nil in a process that
-// does not run the orders-api role; the operational routes are always there.
+// does not run the orders-api role, Notifications where notifications-api
+// does not run; the operational routes are always there.
 type Config struct {
-	Orders       OrderService
-	Schemas      *event.Schemas
-	Checks       []Check
-	Registry     *prometheus.Registry
-	Logger       *slog.Logger
-	MaxBodyBytes int64
+	Orders        OrderService
+	Notifications NotificationService
+	Schemas       *event.Schemas
+	Checks        []Check
+	Registry      *prometheus.Registry
+	Logger        *slog.Logger
+	MaxBodyBytes  int64
 }
 
 // NewHandler returns the API's handler with its middleware.

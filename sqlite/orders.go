@@ -53,7 +53,7 @@ func (s *Orders) CreateOrder(ctx context.Context, o orders.Order, e event.Event,
 }
 
 func insertIdempotencyRecord(ctx context.Context, tx *sql.Tx, idem *orders.IdempotencyRecord) error {
-	response, err := json.Marshal(idem.Order)
+	response, err := json.Marshal(normalized(idem.Order))
 	if err != nil {
 		return fmt.Errorf("encode idempotent response: %w", err)
 	}
@@ -79,10 +79,16 @@ func insertIdempotencyRecord(ctx context.Context, tx *sql.Tx, idem *orders.Idemp
 // another change of the same order.
 func (s *Orders) UpdateOrder(ctx context.Context, o orders.Order, e event.Event) error {
 	err := s.db.inTx(ctx, func(tx *sql.Tx) error {
+		items, err := json.Marshal(o.Items)
+		if err != nil {
+			return fmt.Errorf("encode items: %w", err)
+		}
 		res, err := tx.ExecContext(ctx, `
-			UPDATE orders SET status = ?, version = ?, updated_at = ?
+			UPDATE orders SET user_id = ?, status = ?, currency = ?, items = ?, total = ?, comment = ?,
+			                  version = ?, updated_at = ?
 			WHERE id = ? AND version = ?`,
-			o.Status, o.Version, formatTime(o.UpdatedAt), o.ID, o.Version-1)
+			o.UserID, o.Status, o.Currency, string(items), o.Total, o.Comment,
+			o.Version, formatTime(o.UpdatedAt), o.ID, o.Version-1)
 		if err != nil {
 			return fmt.Errorf("update order: %w", err)
 		}
@@ -126,11 +132,14 @@ func (s *Orders) Orders(ctx context.Context, f orders.Filter) ([]orders.Order, e
 		args = append(args, f.UserID)
 	}
 	if f.Before != "" {
+		if !eventflow.ValidUUID(f.Before) {
+			return nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
+		}
 		query += ` AND id < ?`
 		args = append(args, f.Before)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, f.Limit)
+	args = append(args, noLimitIfZero(f.Limit))
 	rows, err := s.db.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
@@ -159,6 +168,9 @@ func scanOrder(row interface{ Scan(...any) error }) (orders.Order, error) {
 	}
 	if err := json.Unmarshal([]byte(items), &o.Items); err != nil {
 		return orders.Order{}, fmt.Errorf("decode items of order %s: %w", o.ID, err)
+	}
+	if o.Items == nil {
+		o.Items = []orders.Item{}
 	}
 	if o.CreatedAt, err = parseTime(createdAt); err != nil {
 		return orders.Order{}, err
@@ -189,6 +201,7 @@ func (s *Orders) IdempotencyRecord(ctx context.Context, key string, now time.Tim
 	if err := json.Unmarshal([]byte(response), &rec.Order); err != nil {
 		return nil, fmt.Errorf("decode idempotent response: %w", err)
 	}
+	rec.Order = normalized(rec.Order)
 	if rec.CreatedAt, err = parseTime(createdAt); err != nil {
 		return nil, err
 	}
@@ -205,4 +218,23 @@ func (s *Orders) DeleteExpiredIdempotencyRecords(ctx context.Context, now time.T
 		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// normalized returns o as the store returns orders: times in UTC to the
+// microsecond, and items an empty list rather than none.
+func normalized(o orders.Order) orders.Order {
+	o.CreatedAt = o.CreatedAt.UTC().Truncate(time.Microsecond)
+	o.UpdatedAt = o.UpdatedAt.UTC().Truncate(time.Microsecond)
+	if o.Items == nil {
+		o.Items = []orders.Item{}
+	}
+	return o
+}
+
+// noLimitIfZero turns a zero or negative limit into SQLite's "no limit".
+func noLimitIfZero(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
 }

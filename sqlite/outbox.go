@@ -111,7 +111,7 @@ func (s *Outbox) AcquireLease(ctx context.Context, name, holder string, ttl time
 	err := s.db.write.QueryRowContext(ctx, `
 		INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-		WHERE leases.holder = excluded.holder OR leases.expires_at < ?
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?
 		RETURNING holder`,
 		name, holder, formatTime(now.Add(ttl)), formatTime(now)).Scan(&got)
 	if err == sql.ErrNoRows {
