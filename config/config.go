@@ -17,7 +17,8 @@ import (
 
 // Config is eventflow's configuration.
 type Config struct {
-	// Roles to run: all, or a subset of orders-api, relay.
+	// Roles to run: all, or a subset of orders-api, relay,
+	// notifications-api, notifier.
 	Roles []string
 
 	HTTPAddr string
@@ -43,6 +44,26 @@ type Config struct {
 	RelayTransactionalID string
 	ProducerLinger       time.Duration
 
+	// SMTPURL is smtp:// or smtps:// of a mail server; empty means a
+	// Maildir in DataDir.
+	SMTPURL             string
+	MailFrom            string
+	SMTPTimeout         time.Duration
+	NotifierGroup       string
+	DeadLetterTopic     string
+	EventTTL            time.Duration
+	DeliveryWorkers     int
+	DeliveryMaxAttempt  int
+	DeliveryMaxAge      time.Duration
+	DeliveryBackoff     time.Duration
+	DeliveryMaxBackoff  time.Duration
+	DeliveryPoll        time.Duration
+	DeliveryLease       time.Duration
+	AllowScopeAll       bool
+	WebhookAllowPrivate bool
+	WebhookTimeout      time.Duration
+	UnsubscribeSecret   string
+
 	IdempotencyTTL    time.Duration
 	MaxBodyBytes      int64
 	ShutdownTimeout   time.Duration
@@ -65,11 +86,13 @@ type Topic struct {
 
 // Roles eventflow can run.
 const (
-	RoleOrdersAPI = "orders-api"
-	RoleRelay     = "relay"
+	RoleOrdersAPI        = "orders-api"
+	RoleRelay            = "relay"
+	RoleNotificationsAPI = "notifications-api"
+	RoleNotifier         = "notifier"
 )
 
-var knownRoles = []string{RoleOrdersAPI, RoleRelay}
+var knownRoles = []string{RoleOrdersAPI, RoleRelay, RoleNotificationsAPI, RoleNotifier}
 
 // Has reports whether the configuration runs role.
 func (c Config) Has(role string) bool {
@@ -86,6 +109,12 @@ func (c Config) EmbeddedDatabase() bool { return c.DatabaseURL == "" }
 
 // EmbeddedKafka reports whether the broker is the embedded one.
 func (c Config) EmbeddedKafka() bool { return len(c.KafkaBrokers) == 0 }
+
+// EmbeddedMail reports whether mail goes to the Maildir.
+func (c Config) EmbeddedMail() bool { return c.SMTPURL == "" }
+
+// MaildirPath is where mail goes on embedded defaults.
+func (c Config) MaildirPath() string { return filepath.Join(c.DataDir, "maildir") }
 
 // SQLitePath is the embedded database file.
 func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, "eventflow.db") }
@@ -107,7 +136,7 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	fs.SetOutput(usage)
 	s := settings{fs: fs, getenv: getenv, errs: &errs}
 
-	s.str(&roles, "roles", "all", "roles to run: all, or a comma-separated list of orders-api, relay")
+	s.str(&roles, "roles", "all", "roles to run: all, or a comma-separated list of orders-api, relay, notifications-api, notifier")
 	s.str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the HTTP API listens on")
 	s.str(&c.PublicURL, "public-url", "", "URL clients reach the HTTP API at (default http://<http-addr>)")
 	s.str(&c.DataDir, "data-dir", "./data", "folder for the embedded database and broker")
@@ -127,6 +156,23 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	s.duration(&c.RelayLeaseTTL, "relay-lease-ttl", 10*time.Second, "how soon a standby relay takes over from a dead one")
 	s.str(&c.RelayTransactionalID, "relay-transactional-id", "eventflow-relay", "Kafka transactional.id of the relay (exactly-once)")
 	s.duration(&c.ProducerLinger, "producer-linger", 0, "how long the producer waits to fill a batch")
+	s.str(&c.SMTPURL, "smtp-url", "", "smtp://user:pass@host:port or smtps://… of the mail server (default: a Maildir in the data folder)")
+	s.str(&c.MailFrom, "mail-from", "eventflow <notifications@eventflow.localhost>", "sender of notification emails")
+	s.duration(&c.SMTPTimeout, "smtp-timeout", 30*time.Second, "time allowed for one SMTP exchange")
+	s.str(&c.NotifierGroup, "notifier-group", "eventflow-notifier", "Kafka consumer group of the notifiers")
+	s.str(&c.DeadLetterTopic, "dead-letter-topic", "notifications.notifier.dead-letter", "topic for events the notifier cannot handle")
+	s.duration(&c.EventTTL, "event-ttl", 24*time.Hour, "events older than this notify nobody (0 keeps all)")
+	s.int(&c.DeliveryWorkers, "delivery-workers", 16, "notifications sent at once")
+	s.int(&c.DeliveryMaxAttempt, "delivery-max-attempts", 12, "attempts before a delivery is dead")
+	s.duration(&c.DeliveryMaxAge, "delivery-max-age", 24*time.Hour, "age after which a failing delivery is dead")
+	s.duration(&c.DeliveryBackoff, "delivery-backoff", 2*time.Second, "first retry delay; doubles per attempt, with jitter")
+	s.duration(&c.DeliveryMaxBackoff, "delivery-max-backoff", 10*time.Minute, "longest retry delay")
+	s.duration(&c.DeliveryPoll, "delivery-poll-interval", 500*time.Millisecond, "how often delivery workers look for due retries")
+	s.duration(&c.DeliveryLease, "delivery-lease", 2*time.Minute, "how long a claimed delivery is hidden from other workers")
+	s.bool(&c.AllowScopeAll, "allow-scope-all", false, "let subscriptions ask for every user's orders")
+	s.bool(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow webhooks to loopback and private addresses, and plain http on loopback")
+	s.duration(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "time allowed for one webhook call")
+	s.str(&c.UnsubscribeSecret, "unsubscribe-secret", "", "key that signs unsubscribe links (default: a random key kept in the database)")
 	s.duration(&c.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered")
 	s.int64(&c.MaxBodyBytes, "http-max-body-bytes", 1<<20, "largest request body accepted")
 	s.duration(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for in-flight work")
@@ -185,6 +231,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--topic-min-insync-replicas must be between 1 and the replication factor")
 	case c.RelayBatchSize < 1:
 		return fmt.Errorf("--relay-batch-size must be at least 1")
+	case c.SMTPURL != "" && !strings.HasPrefix(c.SMTPURL, "smtp://") && !strings.HasPrefix(c.SMTPURL, "smtps://"):
+		return fmt.Errorf("--smtp-url must be an smtp:// or smtps:// URL")
+	case c.DeliveryWorkers < 1:
+		return fmt.Errorf("--delivery-workers must be at least 1")
 	case c.MaxBodyBytes < 1:
 		return fmt.Errorf("--http-max-body-bytes must be at least 1")
 	}

@@ -6,6 +6,7 @@ package event
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -66,4 +67,27 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("event %s: data is not JSON", e.ID)
 	}
 	return nil
+}
+
+// unprocessable marks an event that handling it again cannot fix.
+type unprocessable struct{ err error }
+
+func (u unprocessable) Error() string { return u.err.Error() }
+func (u unprocessable) Unwrap() error { return u.err }
+
+// Unprocessable marks err, returned by an event handler, as a failure that
+// retrying cannot fix: the consumer sets the event aside in its dead-letter
+// topic and moves on. Any other error is retried, so that an outage (a
+// database restarting) delays events but never discards them.
+func Unprocessable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unprocessable{err}
+}
+
+// IsUnprocessable reports whether err was marked by Unprocessable.
+func IsUnprocessable(err error) bool {
+	var u unprocessable
+	return errors.As(err, &u)
 }

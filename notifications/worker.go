@@ -246,3 +246,30 @@ func newWorkerMetrics(reg prometheus.Registerer) *workerMetrics {
 	}
 	return m
 }
+
+var deliveriesDesc = prometheus.NewDesc("eventflow_deliveries",
+	"Deliveries in the database by status (pending, sent, dead).", []string{"status"}, nil)
+
+// DeliveryCollector reports the deliveries by status at each scrape: the
+// dead count and the pending backlog whichever process sent them.
+type DeliveryCollector struct{ store Store }
+
+// NewDeliveryCollector returns a collector over store.
+func NewDeliveryCollector(store Store) DeliveryCollector { return DeliveryCollector{store: store} }
+
+// Describe implements prometheus.Collector.
+func (c DeliveryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- deliveriesDesc }
+
+// Collect implements prometheus.Collector.
+func (c DeliveryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := c.store.DeliveryCounts(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(deliveriesDesc, err)
+		return
+	}
+	for _, s := range []DeliveryStatus{DeliveryPending, DeliverySent, DeliveryDead} {
+		ch <- prometheus.MustNewConstMetric(deliveriesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}

@@ -1,0 +1,275 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventflow/eventflow/event"
+)
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	Brokers []string
+	// Group is the consumer group: consumers of one group share the
+	// partitions, and the group's committed offsets say what is done.
+	Group  string
+	Topics []string
+	// DeadLetterTopic receives records that cannot be handled: undecodable,
+	// schema-invalid, or whose handler said event.Unprocessable.
+	DeadLetterTopic string
+	// Validate checks a decoded event (its schema); nil accepts all.
+	Validate func(*event.Event) error
+	// Handle handles one event. An error marked event.Unprocessable sends
+	// the record to the dead-letter topic; any other error is retried with
+	// backoff, holding back that partition until it succeeds.
+	Handle func(context.Context, event.Event) error
+	// Hooks observe the client, such as kprom metrics.
+	Hooks []kgo.Hook
+	// Registerer receives the consumer's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Consumer reads events with read_committed isolation and commits offsets by
+// hand, only after the handler has finished with the records below them, so
+// that a crash re-reads what was not done rather than skipping it.
+type Consumer struct {
+	cfg     ConsumerConfig
+	client  *kgo.Client
+	dlq     *kgo.Client
+	log     *slog.Logger
+	metrics *consumerMetrics
+}
+
+// NewConsumer returns a Consumer; Run starts it.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if cfg.Handle == nil || cfg.Group == "" || len(cfg.Topics) == 0 || cfg.DeadLetterTopic == "" {
+		return nil, errors.New("new consumer: handler, group, topics and dead-letter topic are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{cfg: cfg, log: cfg.Logger.With("component", "consumer", "group", cfg.Group), metrics: newConsumerMetrics(cfg.Registerer)}
+	var err error
+	c.client, err = NewClient(cfg.Brokers,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until the records of a poll are handled and
+		// committed, so a partition never moves with work half done.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(c.commitOnRevoke),
+		kgo.WithHooks(cfg.Hooks...),
+		kgo.WithLogger(kgoLogger{c.log}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	c.dlq, err = NewClient(cfg.Brokers,
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.WithLogger(kgoLogger{c.log}),
+	)
+	if err != nil {
+		c.client.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Client is the consumer's Kafka client, for readiness checks.
+func (c *Consumer) Client() *kgo.Client { return c.client }
+
+// Run consumes until ctx ends, then commits what is done and leaves the
+// group.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.close()
+	for {
+		fetches := c.client.PollRecords(ctx, 1000)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			c.commit()
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			c.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+		})
+		// Partitions are independent: handle them side by side, each in
+		// offset order, which is the per-order order (the key is the order).
+		var wg sync.WaitGroup
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			wg.Go(func() { c.handlePartition(ctx, p) })
+		})
+		wg.Wait()
+		c.commit()
+		c.client.AllowRebalance()
+	}
+}
+
+func (c *Consumer) handlePartition(ctx context.Context, p kgo.FetchTopicPartition) {
+	for _, rec := range p.Records {
+		if !c.handleRecord(ctx, rec) {
+			return // shutting down: leave the rest uncommitted for the next owner
+		}
+		c.client.MarkCommitRecords(rec)
+		c.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-rec.Offset-1, 0)))
+	}
+}
+
+// handleRecord decodes and handles one record, or sets it aside in the
+// dead-letter topic. It reports false only when ctx ended first.
+func (c *Consumer) handleRecord(ctx context.Context, rec *kgo.Record) bool {
+	e, err := DecodeRecord(rec)
+	if err == nil && c.cfg.Validate != nil {
+		err = c.cfg.Validate(&e)
+	}
+	if err != nil {
+		return c.deadLetter(ctx, rec, fmt.Errorf("undecodable or invalid event: %w", err))
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.safeHandle(ctx, e)
+		switch {
+		case err == nil:
+			c.metrics.records.WithLabelValues("handled").Inc()
+			return true
+		case ctx.Err() != nil:
+			return false
+		case event.IsUnprocessable(err):
+			return c.deadLetter(ctx, rec, err)
+		}
+		c.metrics.records.WithLabelValues("retried").Inc()
+		c.log.Warn("handling failed; retrying", "event", e.ID, "attempt", attempt, "err", err)
+		if !sleepCtx(ctx, retryDelay(attempt)) {
+			return false
+		}
+	}
+}
+
+// safeHandle runs the handler, turning a panic into an unprocessable event:
+// a record that crashes the handler would crash it again.
+func (c *Consumer) safeHandle(ctx context.Context, e event.Event) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = event.Unprocessable(fmt.Errorf("handler panicked: %v", v))
+		}
+	}()
+	return c.cfg.Handle(ctx, e)
+}
+
+// Dead-letter headers say why and where a record came from.
+const (
+	HeaderDLQError     = "eventflow-dlq-error"
+	HeaderDLQTopic     = "eventflow-dlq-topic"
+	HeaderDLQPartition = "eventflow-dlq-partition"
+	HeaderDLQOffset    = "eventflow-dlq-offset"
+	HeaderDLQGroup     = "eventflow-dlq-group"
+	HeaderDLQTime      = "eventflow-dlq-time"
+)
+
+// deadLetter copies rec, with its headers and the reason, to the dead-letter
+// topic. It retries until the broker has it, since the record's offset may
+// be committed only then. It reports false only when ctx ended first.
+func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, reason error) bool {
+	dl := &kgo.Record{
+		Topic: c.cfg.DeadLetterTopic,
+		Key:   rec.Key,
+		Value: rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
+			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(reason.Error())},
+			kgo.RecordHeader{Key: HeaderDLQTopic, Value: []byte(rec.Topic)},
+			kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
+			kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+			kgo.RecordHeader{Key: HeaderDLQGroup, Value: []byte(c.cfg.Group)},
+			kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+		),
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.dlq.ProduceSync(ctx, dl).FirstErr()
+		if err == nil {
+			c.metrics.records.WithLabelValues("dead_lettered").Inc()
+			c.log.Warn("record sent to the dead-letter topic", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.log.Warn("dead-letter publish failed; retrying", "attempt", attempt, "err", err)
+		if !sleepCtx(ctx, retryDelay(attempt)) {
+			return false
+		}
+	}
+}
+
+// commit commits the offsets of the records handled so far.
+func (c *Consumer) commit() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.client.CommitMarkedOffsets(ctx); err != nil {
+		c.log.Warn("commit offsets", "err", err)
+	}
+}
+
+// commitOnRevoke commits what is done before partitions move to another
+// consumer, so the new owner does not handle those records again.
+func (c *Consumer) commitOnRevoke(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		c.log.Warn("commit offsets on revoke", "err", err)
+	}
+}
+
+func (c *Consumer) close() {
+	c.client.Close()
+	c.dlq.Close()
+}
+
+// retryDelay backs off from 200 ms to 10 s, with jitter.
+func retryDelay(attempt int) time.Duration {
+	d := min(200*time.Millisecond<<min(attempt-1, 6), 10*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type consumerMetrics struct {
+	lag     *prometheus.GaugeVec
+	records *prometheus.CounterVec
+}
+
+func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
+	m := &consumerMetrics{
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eventflow_consumer_lag_records",
+			Help: "Records in a partition after the last one handled, as of the last fetch.",
+		}, []string{"topic", "partition"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventflow_consumer_records_total",
+			Help: "Records by outcome: handled, retried (a failed attempt), dead_lettered.",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.lag, m.records)
+	}
+	return m
+}
