@@ -231,6 +231,9 @@ func (c *Consumer) commitOnRevoke(ctx context.Context, cl *kgo.Client, _ map[str
 }
 
 func (c *Consumer) close() {
+	// With BlockRebalanceOnPoll, leaving the group waits for the rebalance
+	// that a poll may still be blocking: allow it first.
+	c.client.AllowRebalance()
 	c.client.Close()
 	c.dlq.Close()
 }

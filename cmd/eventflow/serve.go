@@ -143,6 +143,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		apiCfg.Checks = append(apiCfg.Checks, httpapi.Check{Name: "broker", Check: brokerCheck})
 	}
 
+	if cfg.Has(config.RoleNotificationsAPI) || cfg.Has(config.RoleNotifier) {
+		release, err := startNotifications(ctx, workCtx, notificationsSetup{
+			cfg: cfg, store: store.Notifications, schemas: schemas, brokers: brk.Brokers, registry: reg, log: log,
+		}, &wg, &apiCfg)
+		defer release()
+		if err != nil {
+			return err
+		}
+	}
+
 	srv := httpapi.NewServer(cfg.HTTPAddr, httpapi.NewHandler(apiCfg),
 		cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout)
 	serveErr := make(chan error, 1)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eventflow/eventflow/config"
 	"github.com/eventflow/eventflow/kafka"
+	"github.com/eventflow/eventflow/notifications"
 	"github.com/eventflow/eventflow/orders"
 	"github.com/eventflow/eventflow/outbox"
 	"github.com/eventflow/eventflow/postgres"
@@ -24,6 +25,7 @@ import (
 type storage struct {
 	Orders          orders.Store
 	Outbox          outbox.Store
+	Notifications   notifications.Store
 	Ping            func(context.Context) error
 	Migrate         func(context.Context) error
 	MigrationStatus func(context.Context) ([]*goose.MigrationStatus, error)
@@ -42,6 +44,7 @@ func openStorage(ctx context.Context, cfg config.Config) (*storage, error) {
 		return &storage{
 			Orders:          postgres.NewOrders(db),
 			Outbox:          postgres.NewOutbox(db),
+			Notifications:   postgres.NewNotifications(db),
 			Ping:            db.Ping,
 			Migrate:         db.Migrate,
 			MigrationStatus: db.MigrationStatus,
@@ -59,6 +62,7 @@ func openStorage(ctx context.Context, cfg config.Config) (*storage, error) {
 	return &storage{
 		Orders:          sqlite.NewOrders(db),
 		Outbox:          sqlite.NewOutbox(db),
+		Notifications:   sqlite.NewNotifications(db),
 		Ping:            db.Ping,
 		Migrate:         db.Migrate,
 		MigrationStatus: db.MigrationStatus,
@@ -120,16 +124,20 @@ func (b *broker) Close() {
 	}
 }
 
-// topicSpecs are the topics eventflow needs, from configuration.
+// topicSpecs are the topics eventflow needs, from configuration: the order
+// events and the notifier's dead letters, alike but for the name.
 func topicSpecs(cfg config.Config) []kafka.TopicSpec {
 	t := cfg.OrdersTopic
-	return []kafka.TopicSpec{{
+	spec := kafka.TopicSpec{
 		Name:              t.Name,
 		Partitions:        int32(t.Partitions),
 		ReplicationFactor: int16(t.ReplicationFactor),
 		MinInsyncReplicas: t.MinInsyncReplicas,
 		Retention:         t.Retention,
-	}}
+	}
+	deadLetters := spec
+	deadLetters.Name = cfg.DeadLetterTopic
+	return []kafka.TopicSpec{spec, deadLetters}
 }
 
 // applyTopics creates or updates the configured topics.

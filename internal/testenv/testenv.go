@@ -20,12 +20,12 @@ func Strict() bool {
 // if Strict.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	return require(t, "EVENTFLOW_TEST_POSTGRES_URL", "PostgreSQL")
+	return Require(t, "EVENTFLOW_TEST_POSTGRES_URL", "PostgreSQL")
 }
 
-// require returns the value of the environment variable key, which
+// Require returns the value of the environment variable key, which
 // configures service; when it is empty it skips t, or fails it if Strict.
-func require(t testing.TB, key, service string) string {
+func Require(t testing.TB, key, service string) string {
 	t.Helper()
 	if v := os.Getenv(key); v != "" {
 		return v
