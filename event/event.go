@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // SpecVersion is the CloudEvents specification version of every event.
@@ -66,7 +68,27 @@ func (e *Event) Validate() error {
 	case len(e.Data) == 0 || !json.Valid(e.Data):
 		return fmt.Errorf("event %s: data is not JSON", e.ID)
 	}
+	for name, v := range map[string]string{"id": e.ID, "source": e.Source, "subject": e.Subject, "dataschema": e.DataSchema, "traceparent": e.TraceParent} {
+		if !printable(v) {
+			return fmt.Errorf("event %q: %s holds control characters or invalid UTF-8", e.ID, name)
+		}
+	}
 	return nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters:
+// attributes arrive in headers from anyone who can write to the topic, and
+// must be safe to store and to log.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // unprocessable marks an event that handling it again cannot fix.

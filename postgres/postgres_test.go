@@ -10,6 +10,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/eventflow/eventflow/internal/testenv"
+	"github.com/eventflow/eventflow/notifications"
 	"github.com/eventflow/eventflow/orders"
 	"github.com/eventflow/eventflow/outbox"
 	"github.com/eventflow/eventflow/postgres"
@@ -21,6 +22,13 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) (orders.Store, outbox.Store) {
 		db := openDB(t)
 		return postgres.NewOrders(db), postgres.NewOutbox(db)
+	})
+}
+
+func TestNotifications(t *testing.T) {
+	testenv.Postgres(t)
+	storetest.RunNotifications(t, func(t *testing.T) notifications.Store {
+		return postgres.NewNotifications(openDB(t))
 	})
 }
 

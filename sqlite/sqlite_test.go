@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/eventflow/eventflow/notifications"
 	"github.com/eventflow/eventflow/orders"
 	"github.com/eventflow/eventflow/outbox"
 	"github.com/eventflow/eventflow/sqlite"
@@ -28,6 +29,12 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) (orders.Store, outbox.Store) {
 		db := open(t)
 		return sqlite.NewOrders(db), sqlite.NewOutbox(db)
+	})
+}
+
+func TestNotifications(t *testing.T) {
+	storetest.RunNotifications(t, func(t *testing.T) notifications.Store {
+		return sqlite.NewNotifications(open(t))
 	})
 }
 

@@ -163,6 +163,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		"http", "http://"+ln.Addr().String(),
 		"database", store.Description,
 		"kafka", brk.Description,
+		"mail", mailDescription(cfg),
 		"delivery_guarantee", cfg.DeliveryGuarantee,
 		"topic", cfg.OrdersTopic.Name,
 		"startup", time.Since(started).Round(time.Millisecond))
@@ -224,4 +225,15 @@ func purgeIdempotencyKeys(ctx context.Context, svc *orders.Service, log *slog.Lo
 			}
 		}
 	}
+}
+
+// mailDescription says where notification emails go, for the startup log.
+func mailDescription(cfg config.Config) string {
+	if !cfg.Has(config.RoleNotifier) {
+		return "not sent by this process"
+	}
+	if cfg.EmbeddedMail() {
+		return "Maildir at " + cfg.MaildirPath()
+	}
+	return "SMTP at " + redactURL(cfg.SMTPURL)
 }

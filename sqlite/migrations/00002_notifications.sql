@@ -60,8 +60,14 @@ CREATE TABLE deliveries (
     sent_at         TEXT,
     UNIQUE (event_id, subscription_id)
 ) STRICT;
-CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
-CREATE INDEX deliveries_order ON deliveries (subscription_id, subject, seq);
+-- The claim: pending deliveries by due time, and, for each, whether an
+-- earlier delivery of its subscription and subject is still pending. Both
+-- hold pending rows only, so they stay small however long the log grows.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_order ON deliveries (subscription_id, subject, seq) WHERE status = 'pending';
+-- The activity log, newest first, by subscription or by user (by event:
+-- the UNIQUE (event_id, subscription_id) index).
+CREATE INDEX deliveries_subscription ON deliveries (subscription_id, id);
 CREATE INDEX deliveries_user ON deliveries (user_id, id);
 
 CREATE TABLE secrets (

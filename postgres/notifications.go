@@ -1,0 +1,588 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventflow/eventflow"
+	"github.com/eventflow/eventflow/event"
+	"github.com/eventflow/eventflow/notifications"
+)
+
+// Notifications keeps subscriptions, the inbox of handled events,
+// deliveries and shared secrets.
+//
+// Ids are found in canonical form only (eventflow.ValidUUID), as orders
+// are: any other spelling is not found, as it would not be in a store that
+// keeps ids as text.
+type Notifications struct {
+	db *DB
+}
+
+var _ notifications.Store = (*Notifications)(nil)
+
+// NewNotifications returns the notifications store of db.
+func NewNotifications(db *DB) *Notifications { return &Notifications{db: db} }
+
+// subscriptionColumns are the columns scanSubscription reads, in its order.
+const subscriptionColumns = `id, user_id, channel, address, patterns, scope, filter, status, webhook_secret, version, created_at, updated_at`
+
+// CreateSubscription implements notifications.Store.
+func (s *Notifications) CreateSubscription(ctx context.Context, sub notifications.Subscription) error {
+	patterns, key, err := encodePatterns(sub.Patterns)
+	if err != nil {
+		return err
+	}
+	return s.changeSubscriptions(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO subscriptions (id, user_id, channel, address, patterns, patterns_key, scope, filter,
+			                           status, webhook_secret, version, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			sub.ID, sub.UserID, sub.Chan, sub.Address, patterns, key, sub.Scope, sub.Filter,
+			sub.Status, sub.WebhookSecret, sub.Version, dbTime(sub.CreatedAt), dbTime(sub.UpdatedAt))
+		if err != nil {
+			return fmt.Errorf("insert subscription %s: %w", sub.ID, err)
+		}
+		return nil
+	})
+}
+
+// UpdateSubscription implements notifications.Store. It changes every column
+// but id and created_at.
+func (s *Notifications) UpdateSubscription(ctx context.Context, sub notifications.Subscription) error {
+	if !eventflow.ValidUUID(sub.ID) {
+		return subscriptionNotFound(sub.ID)
+	}
+	patterns, key, err := encodePatterns(sub.Patterns)
+	if err != nil {
+		return err
+	}
+	return s.changeSubscriptions(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE subscriptions
+			   SET user_id = $3, channel = $4, address = $5, patterns = $6, patterns_key = $7, scope = $8,
+			       filter = $9, status = $10, webhook_secret = $11, version = $12, updated_at = $13
+			 WHERE id = $1 AND version = $2`,
+			sub.ID, sub.Version-1, sub.UserID, sub.Chan, sub.Address, patterns, key, sub.Scope,
+			sub.Filter, sub.Status, sub.WebhookSecret, sub.Version, dbTime(sub.UpdatedAt))
+		if err != nil {
+			return fmt.Errorf("update subscription %s: %w", sub.ID, err)
+		}
+		if tag.RowsAffected() > 0 {
+			return nil
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1)`, sub.ID).Scan(&exists); err != nil {
+			return fmt.Errorf("look up subscription %s: %w", sub.ID, err)
+		}
+		if !exists {
+			return subscriptionNotFound(sub.ID)
+		}
+		return notifications.ErrVersionConflict
+	})
+}
+
+// DeleteSubscription implements notifications.Store.
+func (s *Notifications) DeleteSubscription(ctx context.Context, id string) error {
+	if !eventflow.ValidUUID(id) {
+		return subscriptionNotFound(id)
+	}
+	return s.changeSubscriptions(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM subscriptions WHERE id = $1`, id)
+		if err != nil {
+			return fmt.Errorf("delete subscription %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return subscriptionNotFound(id)
+		}
+		return nil
+	})
+}
+
+// changeSubscriptions runs change in a transaction that also bumps the
+// subscriptions version, and turns a violation of subscriptions_unique into
+// ErrDuplicateSubscription.
+func (s *Notifications) changeSubscriptions(ctx context.Context, change func(pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
+		if err := change(tx); err != nil {
+			return err
+		}
+		// The version row is locked until commit, so changes to
+		// subscriptions commit one at a time, each with a greater version.
+		if _, err := tx.Exec(ctx, `UPDATE subscriptions_version SET version = version + 1 WHERE id = 1`); err != nil {
+			return fmt.Errorf("bump subscriptions version: %w", err)
+		}
+		return nil
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "subscriptions_unique" { // unique_violation
+		return notifications.ErrDuplicateSubscription
+	}
+	return err
+}
+
+// Subscription implements notifications.Store.
+func (s *Notifications) Subscription(ctx context.Context, id string) (notifications.Subscription, error) {
+	if !eventflow.ValidUUID(id) {
+		return notifications.Subscription{}, subscriptionNotFound(id)
+	}
+	list, err := s.subscriptions(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE id = $1`, id)
+	if err != nil {
+		return notifications.Subscription{}, err
+	}
+	if len(list) == 0 {
+		return notifications.Subscription{}, subscriptionNotFound(id)
+	}
+	return list[0], nil
+}
+
+// Subscriptions implements notifications.Store. A Limit of zero or less
+// means no limit; a Before that is not a UUID is an EINVALID error.
+func (s *Notifications) Subscriptions(ctx context.Context, f notifications.SubscriptionFilter) ([]notifications.Subscription, error) {
+	if f.Before != "" && !eventflow.ValidUUID(f.Before) {
+		return nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
+	}
+	var q listQuery
+	q.where("user_id", f.UserID)
+	q.before(f.Before)
+	query := q.sql(`SELECT `+subscriptionColumns+` FROM subscriptions`, f.Limit)
+	return s.subscriptions(ctx, query, q.args...)
+}
+
+// ActiveSubscriptions implements notifications.Store.
+func (s *Notifications) ActiveSubscriptions(ctx context.Context) ([]notifications.Subscription, error) {
+	return s.subscriptions(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE status = 'active' ORDER BY id`)
+}
+
+// subscriptions runs a query of subscriptionColumns.
+func (s *Notifications) subscriptions(ctx context.Context, query string, args ...any) ([]notifications.Subscription, error) {
+	rows, err := s.db.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read subscriptions: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (notifications.Subscription, error) { return scanSubscription(r) })
+	if err != nil {
+		return nil, fmt.Errorf("read subscriptions: %w", err)
+	}
+	return list, nil
+}
+
+// SubscriptionsVersion implements notifications.Store.
+func (s *Notifications) SubscriptionsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.db.pool.QueryRow(ctx, `SELECT version FROM subscriptions_version WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("get subscriptions version: %w", err)
+	}
+	return v, nil
+}
+
+// encodePatterns returns the patterns column (a JSON array, [] for none)
+// and the uniqueness key: the distinct patterns, sorted, joined by commas
+// (a pattern never holds a comma).
+func encodePatterns(patterns []string) (string, string, error) {
+	if patterns == nil {
+		patterns = []string{}
+	}
+	b, err := json.Marshal(patterns)
+	if err != nil {
+		return "", "", fmt.Errorf("encode patterns: %w", err)
+	}
+	return string(b), strings.Join(slices.Compact(slices.Sorted(slices.Values(patterns))), ","), nil
+}
+
+// scanSubscription reads the subscriptionColumns of one row.
+func scanSubscription(row pgx.Row) (notifications.Subscription, error) {
+	var (
+		sub      notifications.Subscription
+		patterns []byte
+	)
+	err := row.Scan(&sub.ID, &sub.UserID, &sub.Chan, &sub.Address, &patterns, &sub.Scope, &sub.Filter,
+		&sub.Status, &sub.WebhookSecret, &sub.Version, &sub.CreatedAt, &sub.UpdatedAt)
+	if err != nil {
+		return notifications.Subscription{}, err
+	}
+	if err := json.Unmarshal(patterns, &sub.Patterns); err != nil {
+		return notifications.Subscription{}, fmt.Errorf("decode patterns of subscription %s: %w", sub.ID, err)
+	}
+	if sub.Patterns == nil {
+		sub.Patterns = []string{}
+	}
+	sub.CreatedAt, sub.UpdatedAt = sub.CreatedAt.UTC(), sub.UpdatedAt.UTC()
+	return sub, nil
+}
+
+func subscriptionNotFound(id string) error {
+	return eventflow.Errorf(eventflow.ENOTFOUND, "subscription %s not found", id)
+}
+
+// RecordEvent implements notifications.Store. Two notifiers recording the
+// same event at once cannot both create deliveries: the second one's inbox
+// INSERT waits for the first's row, then inserts nothing.
+func (s *Notifications) RecordEvent(ctx context.Context, e event.Event, status notifications.InboxStatus, deliveries []notifications.Delivery) (bool, error) {
+	created := false
+	err := pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO inbox (event_id, type, source, subject, time, dataschema, sequence, traceparent, data, status)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (event_id) DO NOTHING`,
+			e.ID, e.Type, e.Source, e.Subject, dbTime(e.Time), e.DataSchema, e.Sequence, e.TraceParent,
+			string(e.Data), status)
+		if err != nil {
+			return fmt.Errorf("insert inbox record: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // handled before: the deliveries exist already
+		}
+		created = true
+		if len(deliveries) == 0 {
+			return nil
+		}
+		// One round trip for all the deliveries, however many.
+		var batch pgx.Batch
+		for _, d := range deliveries {
+			var sentAt *time.Time
+			if d.SentAt != nil {
+				t := dbTime(*d.SentAt)
+				sentAt = &t
+			}
+			batch.Queue(`
+				INSERT INTO deliveries (id, event_id, event_type, subject, subscription_id, user_id, channel, address,
+				                        status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+				d.ID, d.EventID, d.EventType, d.Subject, d.SubscriptionID, d.UserID, d.Channel, d.Address,
+				d.Status, d.Attempts, d.LastError, dbTime(d.NextAttemptAt), dbTime(d.CreatedAt), dbTime(d.UpdatedAt), sentAt)
+		}
+		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("record event %s: %w", e.ID, err)
+	}
+	return created, nil
+}
+
+// deliveryColumns are the columns scanDelivery reads, in its order.
+const deliveryColumns = `id, event_id, event_type, subject, subscription_id, user_id, channel, address,
+	status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at`
+
+// ClaimDeliveries implements notifications.Store, in one statement that
+// several notifiers may run at once. Each locks the rows it picks and skips
+// the rows others have locked; a row another claim updated since this one's
+// snapshot is checked again as it is now, and, its next attempt being in the
+// future, left out. A claimed delivery stays pending, so it keeps blocking
+// the later deliveries of its subscription and subject until it is sent or
+// dead: two of them are never out at once. A limit of zero or less claims
+// nothing; a lease under a microsecond is an error.
+func (s *Notifications) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]notifications.Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	if lease < time.Microsecond {
+		return nil, fmt.Errorf("claim deliveries: lease %s is shorter than a microsecond", lease)
+	}
+	now = dbTime(now)
+	claimed, err := s.deliveries(ctx, `
+		WITH due AS MATERIALIZED (
+		    SELECT d.seq FROM deliveries d
+		     WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+		       AND NOT EXISTS (
+		           SELECT 1 FROM deliveries e
+		            WHERE e.subscription_id = d.subscription_id AND e.subject = d.subject
+		              AND e.status = 'pending' AND e.seq < d.seq)
+		     ORDER BY d.seq
+		     LIMIT $3
+		       FOR UPDATE SKIP LOCKED
+		), claimed AS (
+		    UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2, updated_at = $1
+		      FROM due WHERE d.seq = due.seq
+		    RETURNING d.*
+		)
+		SELECT `+deliveryColumns+` FROM claimed ORDER BY seq`,
+		now, now.Add(lease), limit)
+	if err != nil || len(claimed) == 0 {
+		return nil, err
+	}
+	return s.jobs(ctx, claimed)
+}
+
+// jobs adds to claimed deliveries their events and subscriptions, in one
+// round trip. Events never change; a subscription deleted meanwhile leaves
+// the zero value.
+func (s *Notifications) jobs(ctx context.Context, claimed []notifications.Delivery) ([]notifications.Job, error) {
+	var eventIDs, subIDs []string
+	for _, d := range claimed {
+		eventIDs = append(eventIDs, d.EventID)
+		subIDs = append(subIDs, d.SubscriptionID)
+	}
+	events := map[string]event.Event{}
+	subs := map[string]notifications.Subscription{}
+	var batch pgx.Batch
+	batch.Queue(`
+		SELECT event_id, type, source, subject, time, dataschema, sequence, traceparent, data
+		  FROM inbox WHERE event_id = ANY($1)`, eventIDs).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				e, err := scanEvent(rows)
+				if err != nil {
+					return fmt.Errorf("read claimed events: %w", err)
+				}
+				events[e.ID] = e
+			}
+			return rows.Err()
+		})
+	batch.Queue(`SELECT `+subscriptionColumns+` FROM subscriptions WHERE id = ANY($1::uuid[])`, subIDs).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				sub, err := scanSubscription(rows)
+				if err != nil {
+					return fmt.Errorf("read subscriptions of claimed deliveries: %w", err)
+				}
+				subs[sub.ID] = sub
+			}
+			return rows.Err()
+		})
+	if err := s.db.pool.SendBatch(ctx, &batch).Close(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	jobs := make([]notifications.Job, len(claimed))
+	for i, d := range claimed {
+		jobs[i] = notifications.Job{Delivery: d, Event: events[d.EventID], Subscription: subs[d.SubscriptionID]}
+	}
+	return jobs, nil
+}
+
+// scanEvent reads an inbox row, in the column order of jobs.
+func scanEvent(row pgx.Row) (event.Event, error) {
+	var (
+		e    event.Event
+		data []byte
+	)
+	err := row.Scan(&e.ID, &e.Type, &e.Source, &e.Subject, &e.Time, &e.DataSchema, &e.Sequence, &e.TraceParent, &data)
+	if err != nil {
+		return event.Event{}, err
+	}
+	e.Time, e.Data = e.Time.UTC(), data
+	return e, nil
+}
+
+// MarkSent implements notifications.Store. It records the send whatever the
+// delivery's status: a message that went out went out.
+func (s *Notifications) MarkSent(ctx context.Context, id string, at time.Time) error {
+	at = dbTime(at)
+	return s.changeDelivery(ctx, id, `
+		UPDATE deliveries SET status = 'sent', sent_at = $2, updated_at = $2, last_error = ''
+		 WHERE id = $1`, at)
+}
+
+// MarkFailed implements notifications.Store. Only a pending delivery
+// changes: a worker whose lease ran out, and whose delivery another worker
+// has sent meanwhile, does not undo that.
+func (s *Notifications) MarkFailed(ctx context.Context, id string, errText string, next time.Time, dead bool) error {
+	status := notifications.DeliveryPending
+	if dead {
+		status = notifications.DeliveryDead
+	}
+	return s.changeDelivery(ctx, id, `
+		UPDATE deliveries SET status = $2, last_error = $3, next_attempt_at = $4, updated_at = $5
+		 WHERE id = $1 AND status = 'pending'`,
+		status, errText, dbTime(next), dbTime(time.Now()))
+}
+
+// changeDelivery runs an UPDATE of the delivery $1, with args from $2 on,
+// and returns an ENOTFOUND error if there is no such delivery.
+func (s *Notifications) changeDelivery(ctx context.Context, id, query string, args ...any) error {
+	if !eventflow.ValidUUID(id) {
+		return deliveryNotFound(id)
+	}
+	tag, err := s.db.pool.Exec(ctx, query, append([]any{id}, args...)...)
+	if err != nil {
+		return fmt.Errorf("update delivery %s: %w", id, err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	if _, err := s.Delivery(ctx, id); err != nil {
+		return err
+	}
+	return nil // the update's condition left the delivery as it was
+}
+
+// Delivery implements notifications.Store.
+func (s *Notifications) Delivery(ctx context.Context, id string) (notifications.Delivery, error) {
+	if !eventflow.ValidUUID(id) {
+		return notifications.Delivery{}, deliveryNotFound(id)
+	}
+	list, err := s.deliveries(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = $1`, id)
+	if err != nil {
+		return notifications.Delivery{}, err
+	}
+	if len(list) == 0 {
+		return notifications.Delivery{}, deliveryNotFound(id)
+	}
+	return list[0], nil
+}
+
+// Deliveries implements notifications.Store. A Limit of zero or less means
+// no limit; a Before or a SubscriptionID that is not a UUID is an EINVALID
+// error.
+func (s *Notifications) Deliveries(ctx context.Context, f notifications.DeliveryFilter) ([]notifications.Delivery, error) {
+	switch {
+	case f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID):
+		return nil, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
+	case f.Before != "" && !eventflow.ValidUUID(f.Before):
+		return nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
+	}
+	var q listQuery
+	q.where("event_id", f.EventID)
+	q.where("subscription_id", f.SubscriptionID)
+	q.where("user_id", f.UserID)
+	q.where("status", string(f.Status))
+	q.before(f.Before)
+	query := q.sql(`SELECT `+deliveryColumns+` FROM deliveries`, f.Limit)
+	return s.deliveries(ctx, query, q.args...)
+}
+
+// RetryDelivery implements notifications.Store. The retried delivery starts
+// afresh: no attempts and no last error.
+func (s *Notifications) RetryDelivery(ctx context.Context, id string, now time.Time) (notifications.Delivery, error) {
+	if !eventflow.ValidUUID(id) {
+		return notifications.Delivery{}, deliveryNotFound(id)
+	}
+	list, err := s.deliveries(ctx, `
+		UPDATE deliveries SET status = 'pending', attempts = 0, last_error = '', next_attempt_at = $2, updated_at = $2
+		 WHERE id = $1 AND status = 'dead'
+		RETURNING `+deliveryColumns, id, dbTime(now))
+	if err != nil {
+		return notifications.Delivery{}, err
+	}
+	if len(list) == 0 {
+		if _, err := s.Delivery(ctx, id); err != nil {
+			return notifications.Delivery{}, err
+		}
+		return notifications.Delivery{}, notifications.ErrNotDead
+	}
+	return list[0], nil
+}
+
+// DeliveryCounts implements notifications.Store. Every status is counted,
+// zero included, so that a gauge of each goes back to zero.
+func (s *Notifications) DeliveryCounts(ctx context.Context) (map[notifications.DeliveryStatus]int64, error) {
+	counts := map[notifications.DeliveryStatus]int64{
+		notifications.DeliveryPending: 0,
+		notifications.DeliverySent:    0,
+		notifications.DeliveryDead:    0,
+	}
+	rows, err := s.db.pool.Query(ctx, `SELECT status, count(*) FROM deliveries GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	var (
+		status notifications.DeliveryStatus
+		n      int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		counts[status] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	return counts, nil
+}
+
+// deliveries runs a query of deliveryColumns.
+func (s *Notifications) deliveries(ctx context.Context, query string, args ...any) ([]notifications.Delivery, error) {
+	rows, err := s.db.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read deliveries: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (notifications.Delivery, error) { return scanDelivery(r) })
+	if err != nil {
+		return nil, fmt.Errorf("read deliveries: %w", err)
+	}
+	return list, nil
+}
+
+// scanDelivery reads the deliveryColumns of one row.
+func scanDelivery(row pgx.Row) (notifications.Delivery, error) {
+	var d notifications.Delivery
+	err := row.Scan(&d.ID, &d.EventID, &d.EventType, &d.Subject, &d.SubscriptionID, &d.UserID, &d.Channel,
+		&d.Address, &d.Status, &d.Attempts, &d.LastError, &d.NextAttemptAt, &d.CreatedAt, &d.UpdatedAt, &d.SentAt)
+	if err != nil {
+		return notifications.Delivery{}, err
+	}
+	d.NextAttemptAt, d.CreatedAt, d.UpdatedAt = d.NextAttemptAt.UTC(), d.CreatedAt.UTC(), d.UpdatedAt.UTC()
+	if d.SentAt != nil {
+		t := d.SentAt.UTC()
+		d.SentAt = &t
+	}
+	return d, nil
+}
+
+func deliveryNotFound(id string) error {
+	return eventflow.Errorf(eventflow.ENOTFOUND, "delivery %s not found", id)
+}
+
+// Secret implements notifications.Store. The INSERT waits for a concurrent
+// first writer to commit; the SELECT, a statement of its own and so with a
+// snapshot taken after that, then sees the first writer's value.
+func (s *Notifications) Secret(ctx context.Context, name string, newValue []byte) ([]byte, error) {
+	if _, err := s.db.pool.Exec(ctx, `INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+		name, newValue); err != nil {
+		return nil, fmt.Errorf("store secret %q: %w", name, err)
+	}
+	var value []byte
+	if err := s.db.pool.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&value); err != nil {
+		return nil, fmt.Errorf("read secret %q: %w", name, err)
+	}
+	return value, nil
+}
+
+// listQuery builds the WHERE clause and the arguments of a listing that is
+// newest first by id.
+type listQuery struct {
+	conds []string
+	args  []any
+}
+
+// where adds column = value, unless value is empty.
+func (q *listQuery) where(column, value string) {
+	if value != "" {
+		q.args = append(q.args, value)
+		q.conds = append(q.conds, column+" = $"+strconv.Itoa(len(q.args)))
+	}
+}
+
+// before adds id < cursor, unless cursor is empty.
+func (q *listQuery) before(cursor string) {
+	if cursor != "" {
+		q.args = append(q.args, cursor)
+		q.conds = append(q.conds, "id < $"+strconv.Itoa(len(q.args)))
+	}
+}
+
+// sql returns selectFrom with the conditions, newest first, and limit (none
+// if zero or less). Call it before reading args: it adds the limit.
+func (q *listQuery) sql(selectFrom string, limit int) string {
+	query := selectFrom
+	if len(q.conds) > 0 {
+		query += ` WHERE ` + strings.Join(q.conds, ` AND `)
+	}
+	query += ` ORDER BY id DESC` // UUIDv7 ids sort by creation time
+	if limit > 0 {
+		q.args = append(q.args, limit)
+		query += ` LIMIT $` + strconv.Itoa(len(q.args))
+	}
+	return query
+}
