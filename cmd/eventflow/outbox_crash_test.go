@@ -94,10 +94,10 @@ func (p *process) kill() {
 	}
 }
 
-// The outbox under a crash: the relay runs as its own process and is
-// SIGKILLed again and again while orders are created and changed. Once a
-// relay is left running, every committed change is in Kafka, in order per
-// order, none missing.
+// The outbox under a crash: two relays run as processes of their own (one
+// publishes, one stands by), and one of them is SIGKILLed again and again
+// while orders are created and changed. Every committed change is in Kafka,
+// in order per order, none missing.
 func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
@@ -124,6 +124,8 @@ func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 		relayEnv := withEnv(env, "EVENTFLOW_ROLES", "relay")
 		api := startProcess(t, apiEnv)
 		relay := startProcess(t, relayEnv)
+		standby := startProcess(t, relayEnv)
+		defer standby.kill()
 
 		// Writers: each creates orders and pays some, ships some, cancels
 		// some, and remembers how many events each order must have.
@@ -156,7 +158,8 @@ func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 				}
 			})
 		}
-		// The crashes: kill the relay three times while the writers run.
+		// The crashes: kill the first relay three times while the writers
+		// run; whichever of the two holds the lease, the other takes over.
 		for range 3 {
 			time.Sleep(700 * time.Millisecond)
 			relay.kill()
