@@ -141,7 +141,8 @@ func TestOperationalEndpoints(t *testing.T) {
 			Paths   map[string]json.RawMessage `json:"paths"`
 		}
 		a.do(t, "GET", "/openapi.json", nil).json(t, &spec)
-		for _, p := range []string{"/v1/orders", "/v1/orders/{id}", "/v1/orders/{id}/status", "/v1/schemas/{type}/{version}", "/readyz", "/metrics"} {
+		for _, p := range []string{"/v1/orders", "/v1/orders/{id}", "/v1/orders/{id}/status", "/v1/schemas/{type}/{version}", "/readyz", "/metrics",
+			"/v1/subscriptions", "/v1/subscriptions/{id}", "/v1/deliveries", "/v1/deliveries/{id}/retry", "/unsubscribe/{token}"} {
 			if spec.Paths[p] == nil {
 				t.Errorf("openapi.json lacks %s", p)
 			}
