@@ -22,3 +22,27 @@ func ValidUUID(s string) bool {
 	u, err := uuid.Parse(s)
 	return err == nil && u.String() == s
 }
+
+// MaxPageSize bounds a page of any listing; DefaultPageSize is a page when
+// the caller gives no limit.
+const (
+	MaxPageSize     = 200
+	DefaultPageSize = 50
+)
+
+// PageParams checks the parameters every listing shares: the user filter,
+// the cursor (an id from a previous page) and the limit, which becomes
+// DefaultPageSize when zero.
+func PageParams(userID, cursor string, limit int) (int, error) {
+	switch {
+	case userID != "" && !ValidUserID(userID):
+		return 0, FieldError("user_id", UserIDRule)
+	case cursor != "" && !ValidUUID(cursor):
+		return 0, FieldError("cursor", "is not a cursor this API returned")
+	case limit < 0 || limit > MaxPageSize:
+		return 0, FieldError("limit", "must be between 1 and %d", MaxPageSize)
+	case limit == 0:
+		return DefaultPageSize, nil
+	}
+	return limit, nil
+}

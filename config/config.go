@@ -10,7 +10,6 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -130,11 +129,10 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 		c       Config
 		roles   string
 		brokers string
-		errs    []string
 	)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(usage)
-	s := settings{fs: fs, getenv: getenv, errs: &errs}
+	s := settings{fs: fs, getenv: getenv}
 
 	s.str(&roles, "roles", "all", "roles to run: all, or a comma-separated list of orders-api, relay, notifications-api, notifier")
 	s.str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the HTTP API listens on")
@@ -190,8 +188,8 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	if len(errs) > 0 {
-		return Config{}, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	if err := s.applyEnv(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	c.Roles = splitList(roles)
 	c.KafkaBrokers = splitList(brokers)
@@ -241,11 +239,14 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// settings registers flags whose defaults come from EVENTFLOW_* variables.
+// settings registers flags, each with its EVENTFLOW_* variable. The
+// variables are applied after the command line is parsed, to the flags it
+// did not set, through the flags' own parsers. So a flag wins over its
+// variable, and --help shows the built-in defaults, never a value from the
+// environment (which may hold a password).
 type settings struct {
 	fs     *flag.FlagSet
 	getenv func(string) string
-	errs   *[]string
 }
 
 // EnvName is the environment variable of a flag: EVENTFLOW_ and the flag's
@@ -254,66 +255,48 @@ func EnvName(flagName string) string {
 	return "EVENTFLOW_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func (s settings) env(name string) (string, bool) {
-	v := s.getenv(EnvName(name))
-	return v, v != ""
-}
-
 func (s settings) usage(name, help string) string { return help + " (" + EnvName(name) + ")" }
 
-func (s settings) fail(name, value string, err error) {
-	*s.errs = append(*s.errs, fmt.Sprintf("%s=%q: %v", EnvName(name), value, err))
-}
-
 func (s settings) str(p *string, name, def, help string) {
-	if v, ok := s.env(name); ok {
-		def = v
-	}
 	s.fs.StringVar(p, name, def, s.usage(name, help))
 }
 
 func (s settings) bool(p *bool, name string, def bool, help string) {
-	if v, ok := s.env(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			s.fail(name, v, err)
-		}
-		def = b
-	}
 	s.fs.BoolVar(p, name, def, s.usage(name, help))
 }
 
 func (s settings) int(p *int, name string, def int, help string) {
-	if v, ok := s.env(name); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			s.fail(name, v, err)
-		}
-		def = n
-	}
 	s.fs.IntVar(p, name, def, s.usage(name, help))
 }
 
 func (s settings) int64(p *int64, name string, def int64, help string) {
-	if v, ok := s.env(name); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			s.fail(name, v, err)
-		}
-		def = n
-	}
 	s.fs.Int64Var(p, name, def, s.usage(name, help))
 }
 
 func (s settings) duration(p *time.Duration, name string, def time.Duration, help string) {
-	if v, ok := s.env(name); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			s.fail(name, v, err)
-		}
-		def = d
-	}
 	s.fs.DurationVar(p, name, def, s.usage(name, help))
+}
+
+// applyEnv sets every flag the command line left alone from its variable,
+// when that is set. An invalid value is an error naming the variable but not
+// its value, which may be a secret.
+func (s settings) applyEnv() error {
+	given := map[string]bool{}
+	s.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []string
+	s.fs.VisitAll(func(f *flag.Flag) {
+		v := s.getenv(EnvName(f.Name))
+		if given[f.Name] || v == "" {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", EnvName(f.Name), err))
+		}
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 func splitList(s string) []string {

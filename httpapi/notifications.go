@@ -38,7 +38,13 @@ func handleCreateSubscription(svc NotificationService, log *slog.Logger, maxBody
 			return
 		}
 		w.Header().Set("Location", "/v1/subscriptions/"+sub.ID)
-		encode(w, http.StatusCreated, sub)
+		// The webhook secret is shown here, once: the receiver needs it to
+		// verify signatures, and nobody who can merely read subscriptions
+		// later should be able to forge them.
+		encode(w, http.StatusCreated, struct {
+			notifications.Subscription
+			WebhookSecret string `json:"webhook_secret,omitempty"`
+		}{sub, sub.WebhookSecret})
 	})
 }
 
@@ -205,7 +211,7 @@ func queryLimit(w http.ResponseWriter, r *http.Request, log *slog.Logger) (int, 
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
-		writeError(w, r, log, eventflow.FieldError("limit", "must be a whole number from 1 to 200"))
+		writeError(w, r, log, eventflow.FieldError("limit", "must be a whole number from 1 to %d", eventflow.MaxPageSize))
 		return 0, false
 	}
 	return n, true

@@ -3,12 +3,15 @@ package httpapi
 import (
 	"context"
 	_ "embed"
+	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/eventflow/eventflow"
 	"github.com/eventflow/eventflow/event"
 )
 
@@ -20,7 +23,7 @@ func handleHealthz() http.Handler {
 
 // handleReadyz runs every check at once, each bounded in time, and is ready
 // only when all pass.
-func handleReadyz(checks []Check) http.Handler {
+func handleReadyz(checks []Check, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -41,14 +44,19 @@ func handleReadyz(checks []Check) http.Handler {
 			})
 		}
 		wg.Wait()
+		// The reasons go to the log, not to the caller: driver errors name
+		// hosts, users and databases.
 		var failed []string
 		for name, status := range results {
 			if status != "ok" {
-				failed = append(failed, name+": "+status)
+				failed = append(failed, name)
+				log.WarnContext(r.Context(), "not ready", "check", name, "err", status)
+				results[name] = "failing"
 			}
 		}
 		if len(failed) > 0 {
-			writeStatusProblem(w, r, http.StatusServiceUnavailable, "not ready: "+strings.Join(failed, "; "))
+			sort.Strings(failed)
+			writeStatusProblem(w, r, http.StatusServiceUnavailable, "not ready: "+strings.Join(failed, ", ")+" failing")
 			return
 		}
 		encode(w, http.StatusOK, map[string]any{"status": "ready", "checks": results})
@@ -75,7 +83,7 @@ func handleGetSchema(schemas *event.Schemas) http.Handler {
 		version, err := strconv.Atoi(strings.TrimPrefix(r.PathValue("version"), "v"))
 		s, ok := schemas.Get(r.PathValue("type"), version)
 		if err != nil || !ok || !strings.HasPrefix(r.PathValue("version"), "v") {
-			writeStatusProblem(w, r, http.StatusNotFound, "no such event type and version; GET /v1/schemas lists them")
+			writeError(w, r, nil, eventflow.Errorf(eventflow.ENOTFOUND, "no such event type and version; GET /v1/schemas lists them"))
 			return
 		}
 		w.Header().Set("Content-Type", "application/schema+json")

@@ -30,7 +30,7 @@ func addRoutes(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /v1/schemas/{type}/{version}", handleGetSchema(cfg.Schemas))
 
 	mux.Handle("GET /healthz", handleHealthz())
-	mux.Handle("GET /readyz", handleReadyz(cfg.Checks))
+	mux.Handle("GET /readyz", handleReadyz(cfg.Checks, cfg.Logger))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	mux.Handle("GET /openapi.json", handleOpenAPI())
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventflow/eventflow/event"
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // ConsumerConfig configures a Consumer.
@@ -120,12 +120,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 func (c *Consumer) handlePartition(ctx context.Context, p kgo.FetchTopicPartition) {
+	// Lag is what a read_committed consumer can still read: up to the last
+	// stable offset. It is set before handling, so that a partition stalled
+	// on a failing handler (the database down) shows the whole batch it has
+	// yet to handle, not the small lag from before the stall. (A committed
+	// transaction's marker takes an offset too, so an idle partition fed by
+	// the transactional relay may show a lag of 1.)
+	lag := c.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition)))
+	end := p.LastStableOffset
+	if end < 0 {
+		end = p.HighWatermark
+	}
+	lag.Set(float64(max(end-p.Records[0].Offset, 0)))
 	for _, rec := range p.Records {
 		if !c.handleRecord(ctx, rec) {
 			return // shutting down: leave the rest uncommitted for the next owner
 		}
 		c.client.MarkCommitRecords(rec)
-		c.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-rec.Offset-1, 0)))
+		lag.Set(float64(max(end-rec.Offset-1, 0)))
 	}
 }
 
@@ -152,7 +164,7 @@ func (c *Consumer) handleRecord(ctx context.Context, rec *kgo.Record) bool {
 		}
 		c.metrics.records.WithLabelValues("retried").Inc()
 		c.log.Warn("handling failed; retrying", "event", e.ID, "attempt", attempt, "err", err)
-		if !sleepCtx(ctx, retryDelay(attempt)) {
+		if !backoff.Sleep(ctx, backoff.Jittered(attempt, 200*time.Millisecond, 10*time.Second)) {
 			return false
 		}
 	}
@@ -207,7 +219,7 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, reason error
 			return false
 		}
 		c.log.Warn("dead-letter publish failed; retrying", "attempt", attempt, "err", err)
-		if !sleepCtx(ctx, retryDelay(attempt)) {
+		if !backoff.Sleep(ctx, backoff.Jittered(attempt, 200*time.Millisecond, 10*time.Second)) {
 			return false
 		}
 	}
@@ -238,23 +250,6 @@ func (c *Consumer) close() {
 	c.dlq.Close()
 }
 
-// retryDelay backs off from 200 ms to 10 s, with jitter.
-func retryDelay(attempt int) time.Duration {
-	d := min(200*time.Millisecond<<min(attempt-1, 6), 10*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 type consumerMetrics struct {
 	lag     *prometheus.GaugeVec
 	records *prometheus.CounterVec
@@ -264,7 +259,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	m := &consumerMetrics{
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eventflow_consumer_lag_records",
-			Help: "Records in a partition after the last one handled, as of the last fetch.",
+			Help: "Committed records in a partition after the last one handled, as of the last fetch.",
 		}, []string{"topic", "partition"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventflow_consumer_records_total",

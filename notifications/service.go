@@ -180,7 +180,7 @@ type SubscriptionPage struct {
 
 // Subscriptions lists a page of subscriptions, newest first.
 func (s *Service) Subscriptions(ctx context.Context, userID, cursor string, limit int) (SubscriptionPage, error) {
-	limit, err := checkPage(userID, cursor, limit)
+	limit, err := eventflow.PageParams(userID, cursor, limit)
 	if err != nil {
 		return SubscriptionPage{}, err
 	}
@@ -290,7 +290,7 @@ type DeliveryPage struct {
 
 // Deliveries lists a page of deliveries, newest first.
 func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) (DeliveryPage, error) {
-	limit, err := checkPage(f.UserID, f.Before, f.Limit)
+	limit, err := eventflow.PageParams(f.UserID, f.Before, f.Limit)
 	if err != nil {
 		return DeliveryPage{}, err
 	}
@@ -332,21 +332,4 @@ func (s *Service) RetryDelivery(ctx context.Context, id string) (Delivery, error
 		return Delivery{}, eventflow.Errorf(eventflow.ECONFLICT, "only a dead delivery can be retried")
 	}
 	return d, err
-}
-
-// MaxPageSize bounds a page of a listing.
-const MaxPageSize = 200
-
-func checkPage(userID, cursor string, limit int) (int, error) {
-	switch {
-	case userID != "" && !eventflow.ValidUserID(userID):
-		return 0, eventflow.FieldError("user_id", eventflow.UserIDRule)
-	case cursor != "" && !eventflow.ValidUUID(cursor):
-		return 0, eventflow.FieldError("cursor", "is not a cursor this API returned")
-	case limit < 0 || limit > MaxPageSize:
-		return 0, eventflow.FieldError("limit", "must be between 1 and %d", MaxPageSize)
-	case limit == 0:
-		return 50, nil
-	}
-	return limit, nil
 }

@@ -56,8 +56,10 @@ type Subscription struct {
 	// Filter is a CEL expression over the event; empty matches every event.
 	Filter string             `json:"filter,omitempty"`
 	Status SubscriptionStatus `json:"status"`
-	// WebhookSecret signs webhook calls (Standard Webhooks); empty for email.
-	WebhookSecret string    `json:"webhook_secret,omitempty"`
+	// WebhookSecret signs webhook calls (Standard Webhooks); empty for
+	// email. It is shown once, in the response that creates the
+	// subscription, and never again.
+	WebhookSecret string    `json:"-"`
 	Version       int64     `json:"version"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`

@@ -2,14 +2,16 @@ package notifications
 
 import (
 	"context"
+	"errors"
 
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // WorkerConfig tunes the delivery workers.
@@ -33,6 +35,10 @@ type WorkerConfig struct {
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
+
+// pausedRecheck is how often a delivery held by a paused subscription is
+// looked at again.
+const pausedRecheck = time.Minute
 
 // Worker sends deliveries from the delivery records: by email or webhook,
 // with retries and backoff on temporary failures, dead on permanent ones.
@@ -113,9 +119,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.inFlight.Add(1)
 			go func() {
 				defer func() { <-slots; w.inFlight.Done(); w.Wake() }()
-				// A send is not cut short by shutdown: it has its own
-				// timeout, and ending it midway would only make a retry.
-				w.deliver(context.WithoutCancel(ctx), j)
+				// A send is not cut short by shutdown (ending it midway
+				// would only make a retry), but it must end well within
+				// its lease, or another worker would send it too.
+				sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Lease/2)
+				defer cancel()
+				w.deliver(sendCtx, j)
 			}()
 		}
 		if len(jobs) == free && free > 0 {
@@ -133,12 +142,18 @@ func (w *Worker) Run(ctx context.Context) error {
 // deliver sends one job and records the outcome.
 func (w *Worker) deliver(ctx context.Context, j Job) {
 	d := j.Delivery
-	if j.Subscription.ID == "" || j.Subscription.Status != StatusActive {
-		status := "deleted"
-		if j.Subscription.ID != "" {
-			status = string(j.Subscription.Status)
+	switch {
+	case j.Subscription.ID == "":
+		w.finish(ctx, j, errors.New("not sent: the subscription was deleted"), true)
+		return
+	case j.Subscription.Status == StatusUnsubscribed:
+		w.finish(ctx, j, errors.New("not sent: the subscriber unsubscribed"), true)
+		return
+	case j.Subscription.Status == StatusPaused:
+		// Held, not dropped: resuming the subscription sends it.
+		if err := w.store.MarkFailed(ctx, d.ID, "held: the subscription is paused", w.now().Add(pausedRecheck), false); err != nil {
+			w.cfg.Logger.Error("hold delivery of a paused subscription", "delivery", d.ID, "err", err)
 		}
-		w.finish(ctx, j, fmt.Errorf("not sent: the subscription is %s", status), true)
 		return
 	}
 	start := time.Now()
@@ -182,7 +197,7 @@ func (w *Worker) send(ctx context.Context, j Job) error {
 // finish records a failed attempt: a retry after a backoff, or dead.
 func (w *Worker) finish(ctx context.Context, j Job, sendErr error, dead bool) {
 	d := j.Delivery
-	next := w.now().Add(w.backoff(d.Attempts))
+	next := w.now().Add(backoff.Jittered(d.Attempts, w.cfg.BaseBackoff, w.cfg.MaxBackoff))
 	if err := w.store.MarkFailed(ctx, d.ID, truncate(sendErr.Error(), 1000), next, dead); err != nil {
 		w.cfg.Logger.Error("record failed delivery", "delivery", d.ID, "err", err)
 		return
@@ -194,16 +209,6 @@ func (w *Worker) finish(ctx context.Context, j Job, sendErr error, dead bool) {
 	}
 	w.metrics.deliveries.WithLabelValues(string(d.Channel), "retry").Inc()
 	w.cfg.Logger.Info("delivery failed; will retry", "delivery", d.ID, "attempts", d.Attempts, "next", next, "err", sendErr)
-}
-
-// backoff is BaseBackoff × 2^(attempts-1), at most MaxBackoff, jittered
-// down to half at random so that retries after an outage spread out.
-func (w *Worker) backoff(attempts int) time.Duration {
-	d := w.cfg.BaseBackoff << min(max(attempts-1, 0), 20)
-	if d <= 0 || d > w.cfg.MaxBackoff {
-		d = w.cfg.MaxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func truncate(s string, n int) string {

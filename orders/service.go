@@ -183,21 +183,12 @@ type Page struct {
 	NextCursor string  `json:"next_cursor,omitempty"`
 }
 
-// MaxPageSize bounds a page of orders.
-const MaxPageSize = 200
-
 // List returns a page of orders, newest first. cursor is a previous page's
 // NextCursor, or empty for the first page.
 func (s *Service) List(ctx context.Context, userID, cursor string, limit int) (Page, error) {
-	switch {
-	case userID != "" && !eventflow.ValidUserID(userID):
-		return Page{}, eventflow.FieldError("user_id", eventflow.UserIDRule)
-	case cursor != "" && !eventflow.ValidUUID(cursor):
-		return Page{}, eventflow.FieldError("cursor", "is not a cursor this API returned")
-	case limit < 0 || limit > MaxPageSize:
-		return Page{}, eventflow.FieldError("limit", "must be between 1 and %d", MaxPageSize)
-	case limit == 0:
-		limit = 50
+	limit, err := eventflow.PageParams(userID, cursor, limit)
+	if err != nil {
+		return Page{}, err
 	}
 	// Ask for one more than the page holds, to know whether another follows.
 	list, err := s.store.Orders(ctx, Filter{UserID: userID, Before: cursor, Limit: limit + 1})
@@ -222,7 +213,7 @@ const maxVersionRetries = 5
 // previous one left it, so none is lost and none skips the rules.
 func (s *Service) ChangeStatus(ctx context.Context, id string, status Status, traceParent string) (Order, error) {
 	if !status.Valid() || status == StatusCreated {
-		return Order{}, eventflow.FieldError("status", "must be one of paid, shipped, delivered, cancelled")
+		return Order{}, eventflow.FieldError("/status", "must be one of paid, shipped, delivered, cancelled")
 	}
 	for attempt := 0; ; attempt++ {
 		o, err := s.Order(ctx, id)

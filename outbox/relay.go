@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eventflow/eventflow/event"
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // RelayConfig tunes a Relay.
@@ -109,7 +109,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			if err != nil {
 				failures++
 				r.log.Warn("relay batch failed", "err", err, "failures", failures)
-				if !sleep(ctx, backoff(failures)) {
+				if !backoff.Sleep(ctx, backoff.Jittered(failures, 100*time.Millisecond, 5*time.Second)) {
 					return nil
 				}
 				continue
@@ -153,8 +153,14 @@ func (r *Relay) relayBatch(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
+	// The batch is published on a context that shutdown does not cut:
+	// a relay finishes its batch rather than abandon it midway. It is
+	// bounded by the lease, so that a publish hung past the lease cannot
+	// overlap the batch of the relay that takes over.
+	publishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseTTL)
+	defer cancel()
 	start := time.Now()
-	if err := r.pub.Publish(ctx, events); err != nil {
+	if err := r.pub.Publish(publishCtx, events); err != nil {
 		r.cfg.Metrics.failed()
 		if r.cfg.DeleteBeforePublish {
 			r.log.Error("events lost under the at-most-once guarantee", "count", len(events), "err", err)
@@ -164,34 +170,11 @@ func (r *Relay) relayBatch(ctx context.Context) (bool, error) {
 	}
 	r.cfg.Metrics.published(len(events), time.Since(start))
 	if !r.cfg.DeleteBeforePublish {
-		// Deleting with a context that ends on shutdown could leave these
-		// records to be published again; give the delete a moment instead.
-		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := r.store.Delete(delCtx, seqs); err != nil {
+		if err := r.store.Delete(publishCtx, seqs); err != nil {
 			return false, fmt.Errorf("delete %d published records: %w", len(seqs), err)
 		}
 	}
 	return len(records) == r.cfg.BatchSize, nil
-}
-
-// backoff grows exponentially from 100 ms to 5 s with jitter, so that
-// relays retrying against a broker that is coming back do not act in step.
-func backoff(failures int) time.Duration {
-	d := 100 * time.Millisecond << min(failures-1, 6)
-	d = min(d, 5*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // RelayMetrics are the relay's Prometheus metrics. A nil *RelayMetrics

@@ -80,7 +80,7 @@ func TestAPIStatusAndLookupErrors(t *testing.T) {
 		a.do(t, "POST", "/v1/orders", createBody).json(t, &o)
 
 		expectProblem(t, a.do(t, "POST", "/v1/orders/"+o.ID+"/status", `{"status":"delivered"}`), 409, "")
-		expectProblem(t, a.do(t, "POST", "/v1/orders/"+o.ID+"/status", `{"status":"lost"}`), 400, "status")
+		expectProblem(t, a.do(t, "POST", "/v1/orders/"+o.ID+"/status", `{"status":"lost"}`), 400, "/status")
 		expectProblem(t, a.do(t, "GET", "/v1/orders/not-a-uuid", nil), 404, "")
 		expectProblem(t, a.do(t, "GET", "/v1/orders/0190c0de-0000-7000-8000-000000000000", nil), 404, "")
 		expectProblem(t, a.do(t, "POST", "/v1/orders/0190c0de-0000-7000-8000-000000000000/status", `{"status":"paid"}`), 404, "")

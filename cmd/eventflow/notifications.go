@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,31 +29,32 @@ type notificationsSetup struct {
 	log      *slog.Logger
 }
 
-// startNotifications wires the notifications-api and notifier roles that
-// cfg asks for: the API into apiCfg, the consumer and the delivery workers
-// into wg, running until workCtx ends. The returned func releases what it
-// opened, after wg is done.
-func startNotifications(ctx, workCtx context.Context, s notificationsSetup, wg *sync.WaitGroup, apiCfg *httpapi.Config) (func(), error) {
+// notificationParts is what setUpNotifications made: work to run in the
+// background until shutdown, and what to close after it stopped.
+type notificationParts struct {
+	background []func(context.Context)
+	closers    []func()
+}
+
+// setUpNotifications wires the notifications-api and notifier roles that
+// cfg asks for: the API into apiCfg; the consumer and the delivery workers
+// as background work. It starts nothing itself.
+func setUpNotifications(ctx context.Context, s notificationsSetup, apiCfg *httpapi.Config) (notificationParts, error) {
 	cfg := s.cfg
-	closers := []func(){}
-	cleanup := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var parts notificationParts
 	key := []byte(cfg.UnsubscribeSecret)
 	if len(key) == 0 {
 		random := make([]byte, 32)
 		rand.Read(random)
 		var err error
 		if key, err = s.store.Secret(ctx, "unsubscribe", random); err != nil {
-			return cleanup, fmt.Errorf("unsubscribe secret: %w", err)
+			return parts, fmt.Errorf("unsubscribe secret: %w", err)
 		}
 	}
 	tokens := notifications.NewTokens(key)
 	filters, err := notifications.NewFilters()
 	if err != nil {
-		return cleanup, err
+		return parts, err
 	}
 	matcher := notifications.NewMatcher(s.store, filters, time.Second, s.log)
 
@@ -67,28 +67,30 @@ func startNotifications(ctx, workCtx context.Context, s notificationsSetup, wg *
 		})
 	}
 	if !cfg.Has(config.RoleNotifier) {
-		return cleanup, nil
+		return parts, nil
 	}
 
 	var email notifications.EmailSender
 	if cfg.EmbeddedMail() {
 		md, err := maildir.New(cfg.MaildirPath())
 		if err != nil {
-			return cleanup, err
+			return parts, err
 		}
 		email = md
 	} else {
-		sender, err := smtp.New(smtp.Config{URL: cfg.SMTPURL, Timeout: cfg.SMTPTimeout, Logger: s.log})
+		// One SMTP connection per worker, so that no send waits for a
+		// connection longer than its own timeout.
+		sender, err := smtp.New(smtp.Config{URL: cfg.SMTPURL, Timeout: cfg.SMTPTimeout, PoolSize: cfg.DeliveryWorkers, Logger: s.log})
 		if err != nil {
-			return cleanup, err
+			return parts, err
 		}
-		closers = append(closers, func() { sender.Close() })
+		parts.closers = append(parts.closers, func() { sender.Close() })
 		apiCfg.Checks = append(apiCfg.Checks, httpapi.Check{Name: "mail", Check: sender.Ping})
 		email = sender
 	}
 	renderer, err := notifications.NewRenderer(cfg.MailFrom, cfg.PublicURL, tokens)
 	if err != nil {
-		return cleanup, err
+		return parts, err
 	}
 	worker := notifications.NewWorker(s.store, renderer, email,
 		webhook.New(webhook.Config{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate}),
@@ -118,18 +120,19 @@ func startNotifications(ctx, workCtx context.Context, s notificationsSetup, wg *
 		Logger:          s.log,
 	})
 	if err != nil {
-		return cleanup, err
+		return parts, err
 	}
 	s.registry.MustRegister(notifications.NewDeliveryCollector(s.store))
-	wg.Go(func() {
-		if err := consumer.Run(workCtx); err != nil {
-			s.log.Error("consumer stopped", "err", err)
-		}
-	})
-	wg.Go(func() {
-		if err := worker.Run(workCtx); err != nil {
-			s.log.Error("delivery workers stopped", "err", err)
-		}
-	})
-	return cleanup, nil
+	parts.background = append(parts.background,
+		func(ctx context.Context) {
+			if err := consumer.Run(ctx); err != nil {
+				s.log.Error("consumer stopped", "err", err)
+			}
+		},
+		func(ctx context.Context) {
+			if err := worker.Run(ctx); err != nil {
+				s.log.Error("delivery workers stopped", "err", err)
+			}
+		})
+	return parts, nil
 }

@@ -181,6 +181,9 @@ func TestWebhookDelivery(t *testing.T) {
 		mu.Lock()
 		secret = s.WebhookSecret
 		mu.Unlock()
+		if got := a.do(t, "GET", "/v1/subscriptions/"+s.ID, nil); strings.Contains(string(got.body), "whsec_") {
+			t.Fatalf("the webhook secret is shown again after creation: %s", got.body)
+		}
 
 		o := a.createOrder(t, "carol", 500)
 		a.do(t, "POST", "/v1/orders/"+o.ID+"/status", `{"status":"cancelled"}`)

@@ -27,8 +27,9 @@ import (
 )
 
 // serve runs the configured roles until ctx ends, then shuts down in order:
-// stop taking requests and finish those in flight, stop the relay after its
-// current batch, flush the producer, close the broker and the database.
+// stop taking requests and finish those in flight; let the relay finish its
+// batch, the consumer commit what it handled and the workers their sends;
+// flush the producer; close the broker and the database.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.Parse("eventflow serve", args, getenv, stderr)
 	if err != nil {
@@ -76,21 +77,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	kafkaMetrics := kprom.NewMetrics("eventflow_kafka", kprom.Registerer(reg), kprom.Gatherer(reg))
 
+	apiCfg := httpapi.Config{
+		Schemas:      schemas,
+		Registry:     reg,
+		Logger:       log,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Checks:       []httpapi.Check{{Name: "database", Check: store.Ping}},
+	}
+	// The parts are all set up before any background work starts, so a
+	// failing step leaves nothing running on what the deferred calls close.
 	var (
-		wg        sync.WaitGroup
-		workCtx   context.Context
-		stopWork  context.CancelFunc
-		publisher *kafka.Publisher
-		apiCfg    = httpapi.Config{
-			Schemas:      schemas,
-			Registry:     reg,
-			Logger:       log,
-			MaxBodyBytes: cfg.MaxBodyBytes,
-			Checks:       []httpapi.Check{{Name: "database", Check: store.Ping}},
-		}
+		background []func(context.Context)
+		closers    []func()
 	)
-	workCtx, stopWork = context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
 
 	if cfg.Has(config.RoleOrdersAPI) {
 		svc := orders.NewService(store.Orders, orders.ServiceConfig{
@@ -98,14 +102,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			IdempotencyTTL: cfg.IdempotencyTTL,
 		})
 		apiCfg.Orders = svc
-		wg.Go(func() { purgeIdempotencyKeys(workCtx, svc, log) })
+		background = append(background, func(ctx context.Context) { purgeIdempotencyKeys(ctx, svc, log) })
 	}
 	if cfg.Has(config.RoleRelay) {
 		guarantee, err := kafka.ParseGuarantee(cfg.DeliveryGuarantee)
 		if err != nil {
 			return err
 		}
-		publisher, err = kafka.NewPublisher(kafka.PublisherConfig{
+		publisher, err := kafka.NewPublisher(kafka.PublisherConfig{
 			Brokers:         brk.Brokers,
 			Guarantee:       guarantee,
 			TransactionalID: cfg.RelayTransactionalID,
@@ -118,7 +122,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return err
 		}
-		defer publisher.Close()
+		closers = append(closers, publisher.Close)
 		apiCfg.Checks = append(apiCfg.Checks, httpapi.Check{Name: "broker", Check: publisher.Ping})
 		relay := outbox.NewRelay(store.Outbox, publisher, outbox.RelayConfig{
 			BatchSize:           cfg.RelayBatchSize,
@@ -129,8 +133,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Logger:              log,
 			Metrics:             outbox.NewRelayMetrics(reg, store.Outbox),
 		})
-		wg.Go(func() {
-			if err := relay.Run(workCtx); err != nil {
+		background = append(background, func(ctx context.Context) {
+			if err := relay.Run(ctx); err != nil {
 				log.Error("relay stopped", "err", err)
 			}
 		})
@@ -139,18 +143,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return err
 		}
-		defer closeCheck()
+		closers = append(closers, closeCheck)
 		apiCfg.Checks = append(apiCfg.Checks, httpapi.Check{Name: "broker", Check: brokerCheck})
 	}
 
 	if cfg.Has(config.RoleNotificationsAPI) || cfg.Has(config.RoleNotifier) {
-		release, err := startNotifications(ctx, workCtx, notificationsSetup{
+		parts, err := setUpNotifications(ctx, notificationsSetup{
 			cfg: cfg, store: store.Notifications, schemas: schemas, brokers: brk.Brokers, registry: reg, log: log,
-		}, &wg, &apiCfg)
-		defer release()
+		}, &apiCfg)
+		closers = append(closers, parts.closers...)
 		if err != nil {
 			return err
 		}
+		background = append(background, parts.background...)
+	}
+
+	// Background work runs on a context of its own, ended only after the
+	// HTTP server has drained, so that in-flight requests still find it.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var wg sync.WaitGroup
+	for _, run := range background {
+		wg.Go(func() { run(workCtx) })
 	}
 
 	srv := httpapi.NewServer(cfg.HTTPAddr, httpapi.NewHandler(apiCfg),
@@ -188,7 +202,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	select {
 	case <-done:
 	case <-shutdownCtx.Done():
-		return errors.New("shutdown timed out waiting for the relay")
+		return errors.New("shutdown timed out waiting for the relay, the consumer or the delivery workers")
 	}
 	log.Info("stopped")
 	return nil
