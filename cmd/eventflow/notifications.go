@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/eventflow/eventflow/config"
 	"github.com/eventflow/eventflow/event"
@@ -116,6 +118,7 @@ func setUpNotifications(ctx context.Context, s notificationsSetup, apiCfg *httpa
 		DeadLetterTopic: cfg.DeadLetterTopic,
 		Validate:        s.schemas.Validate,
 		Handle:          notifier.HandleEvent,
+		Hooks:           []kgo.Hook{kprom.NewMetrics("eventflow_kafka", kprom.Subsystem("consumer"), kprom.Registerer(s.registry), kprom.Gatherer(s.registry))},
 		Registerer:      s.registry,
 		Logger:          s.log,
 	})
