@@ -63,8 +63,13 @@ type Config struct {
 	WebhookTimeout      time.Duration
 	UnsubscribeSecret   string
 
+	// APIKeys lists the API keys by hash (see package apikey); empty turns
+	// access control off, which is allowed only on a loopback address.
+	APIKeys string
+
 	IdempotencyTTL    time.Duration
 	MaxBodyBytes      int64
+	MaxConcurrent     int
 	ShutdownTimeout   time.Duration
 	LogLevel          string
 	LogFormat         string
@@ -167,12 +172,14 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	s.duration(&c.DeliveryMaxBackoff, "delivery-max-backoff", 10*time.Minute, "longest retry delay")
 	s.duration(&c.DeliveryPoll, "delivery-poll-interval", 500*time.Millisecond, "how often delivery workers look for due retries")
 	s.duration(&c.DeliveryLease, "delivery-lease", 2*time.Minute, "how long a claimed delivery is hidden from other workers")
-	s.bool(&c.AllowScopeAll, "allow-scope-all", false, "let subscriptions ask for every user's orders")
+	s.bool(&c.AllowScopeAll, "allow-scope-all", false, "without API keys: let subscriptions ask for every user's orders (with keys, admin keys may)")
+	s.str(&c.APIKeys, "api-keys", "", "API keys: name|sha256-hex|user-id|scope,scope;... (eventflow apikey new makes one; default: none, access control off, loopback only)")
 	s.bool(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow webhooks to loopback and private addresses, and plain http on loopback")
 	s.duration(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "time allowed for one webhook call")
 	s.str(&c.UnsubscribeSecret, "unsubscribe-secret", "", "key that signs unsubscribe links (default: a random key kept in the database)")
 	s.duration(&c.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered")
 	s.int64(&c.MaxBodyBytes, "http-max-body-bytes", 1<<20, "largest request body accepted")
+	s.int(&c.MaxConcurrent, "http-max-concurrent", 256, "requests handled at once; more are answered 503 with Retry-After")
 	s.duration(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for in-flight work")
 	s.duration(&c.ReadHeaderTimeout, "http-read-header-timeout", 5*time.Second, "time allowed to read request headers")
 	s.duration(&c.ReadTimeout, "http-read-timeout", 30*time.Second, "time allowed to read a whole request")
@@ -235,8 +242,40 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--delivery-workers must be at least 1")
 	case c.MaxBodyBytes < 1:
 		return fmt.Errorf("--http-max-body-bytes must be at least 1")
+	case c.MaxConcurrent < 1:
+		return fmt.Errorf("--http-max-concurrent must be at least 1")
+	}
+	return c.validateAccess()
+}
+
+// validateAccess refuses to serve the API to the network with access
+// control off. A process without the API roles serves only the open
+// routes (health, metrics), so it may listen anywhere.
+func (c *Config) validateAccess() error {
+	servesAPI := c.Has(RoleOrdersAPI) || c.Has(RoleNotificationsAPI)
+	switch {
+	case c.APIKeys == "" && servesAPI && !loopback(c.HTTPAddr):
+		return fmt.Errorf("--http-addr %s is not a loopback address and no API keys are set (EVENTFLOW_API_KEYS): "+
+			"refusing to serve the API to the network with access control off; set keys (eventflow apikey new) or listen on 127.0.0.1", c.HTTPAddr)
+	case c.APIKeys != "" && c.AllowScopeAll:
+		return fmt.Errorf("--allow-scope-all applies only without API keys; with keys, admin keys may subscribe to every user's orders and others may not: unset it")
 	}
 	return nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only: an IP
+// address of the loopback range, or localhost. An empty host is every
+// interface; another name may resolve to anything.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // settings registers flags, each with its EVENTFLOW_* variable. The

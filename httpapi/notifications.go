@@ -14,16 +14,16 @@ import (
 // NotificationService is what the subscriptions, deliveries and unsubscribe
 // routes need; *notifications.Service has it.
 type NotificationService interface {
-	CreateSubscription(ctx context.Context, req notifications.CreateSubscriptionRequest) (notifications.Subscription, error)
-	Subscription(ctx context.Context, id string) (notifications.Subscription, error)
-	Subscriptions(ctx context.Context, userID, cursor string, limit int) (notifications.SubscriptionPage, error)
-	UpdateSubscription(ctx context.Context, id string, patch notifications.SubscriptionPatch) (notifications.Subscription, error)
-	DeleteSubscription(ctx context.Context, id string) error
+	CreateSubscription(ctx context.Context, caller eventflow.Caller, req notifications.CreateSubscriptionRequest) (notifications.Subscription, error)
+	Subscription(ctx context.Context, caller eventflow.Caller, id string) (notifications.Subscription, error)
+	Subscriptions(ctx context.Context, caller eventflow.Caller, userID, cursor string, limit int) (notifications.SubscriptionPage, error)
+	UpdateSubscription(ctx context.Context, caller eventflow.Caller, id string, patch notifications.SubscriptionPatch) (notifications.Subscription, error)
+	DeleteSubscription(ctx context.Context, caller eventflow.Caller, id string) error
 	UnsubscribeTarget(ctx context.Context, token string) (notifications.Subscription, error)
 	Unsubscribe(ctx context.Context, token string) (notifications.Subscription, error)
-	Deliveries(ctx context.Context, f notifications.DeliveryFilter) (notifications.DeliveryPage, error)
-	Delivery(ctx context.Context, id string) (notifications.Delivery, error)
-	RetryDelivery(ctx context.Context, id string) (notifications.Delivery, error)
+	Deliveries(ctx context.Context, caller eventflow.Caller, f notifications.DeliveryFilter) (notifications.DeliveryPage, error)
+	Delivery(ctx context.Context, caller eventflow.Caller, id string) (notifications.Delivery, error)
+	RetryDelivery(ctx context.Context, caller eventflow.Caller, id string) (notifications.Delivery, error)
 }
 
 func handleCreateSubscription(svc NotificationService, log *slog.Logger, maxBody int64) http.Handler {
@@ -32,7 +32,7 @@ func handleCreateSubscription(svc NotificationService, log *slog.Logger, maxBody
 		if !decodeOrAnswer(w, r, log, maxBody, &req) {
 			return
 		}
-		sub, err := svc.CreateSubscription(r.Context(), req)
+		sub, err := svc.CreateSubscription(r.Context(), callerOf(r), req)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -50,7 +50,7 @@ func handleCreateSubscription(svc NotificationService, log *slog.Logger, maxBody
 
 func handleGetSubscription(svc NotificationService, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sub, err := svc.Subscription(r.Context(), r.PathValue("id"))
+		sub, err := svc.Subscription(r.Context(), callerOf(r), r.PathValue("id"))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -66,7 +66,7 @@ func handleListSubscriptions(svc NotificationService, log *slog.Logger) http.Han
 			return
 		}
 		q := r.URL.Query()
-		page, err := svc.Subscriptions(r.Context(), q.Get("user_id"), q.Get("cursor"), limit)
+		page, err := svc.Subscriptions(r.Context(), callerOf(r), q.Get("user_id"), q.Get("cursor"), limit)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -81,7 +81,7 @@ func handleUpdateSubscription(svc NotificationService, log *slog.Logger, maxBody
 		if !decodeOrAnswer(w, r, log, maxBody, &patch) {
 			return
 		}
-		sub, err := svc.UpdateSubscription(r.Context(), r.PathValue("id"), patch)
+		sub, err := svc.UpdateSubscription(r.Context(), callerOf(r), r.PathValue("id"), patch)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -92,7 +92,7 @@ func handleUpdateSubscription(svc NotificationService, log *slog.Logger, maxBody
 
 func handleDeleteSubscription(svc NotificationService, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := svc.DeleteSubscription(r.Context(), r.PathValue("id")); err != nil {
+		if err := svc.DeleteSubscription(r.Context(), callerOf(r), r.PathValue("id")); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
@@ -107,7 +107,7 @@ func handleListDeliveries(svc NotificationService, log *slog.Logger) http.Handle
 			return
 		}
 		q := r.URL.Query()
-		page, err := svc.Deliveries(r.Context(), notifications.DeliveryFilter{
+		page, err := svc.Deliveries(r.Context(), callerOf(r), notifications.DeliveryFilter{
 			EventID:        q.Get("event_id"),
 			SubscriptionID: q.Get("subscription_id"),
 			UserID:         q.Get("user_id"),
@@ -125,7 +125,7 @@ func handleListDeliveries(svc NotificationService, log *slog.Logger) http.Handle
 
 func handleGetDelivery(svc NotificationService, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := svc.Delivery(r.Context(), r.PathValue("id"))
+		d, err := svc.Delivery(r.Context(), callerOf(r), r.PathValue("id"))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -136,7 +136,7 @@ func handleGetDelivery(svc NotificationService, log *slog.Logger) http.Handler {
 
 func handleRetryDelivery(svc NotificationService, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := svc.RetryDelivery(r.Context(), r.PathValue("id"))
+		d, err := svc.RetryDelivery(r.Context(), callerOf(r), r.PathValue("id"))
 		if err != nil {
 			writeError(w, r, log, err)
 			return

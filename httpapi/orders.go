@@ -14,7 +14,7 @@ func handleCreateOrder(svc OrderService, log *slog.Logger, maxBody int64) http.H
 		if !decodeOrAnswer(w, r, log, maxBody, &req) {
 			return
 		}
-		res, err := svc.Create(r.Context(), req, r.Header.Get("Idempotency-Key"), traceParent(r.Context()))
+		res, err := svc.Create(r.Context(), callerOf(r), req, r.Header.Get("Idempotency-Key"), traceParent(r.Context()))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -29,7 +29,7 @@ func handleCreateOrder(svc OrderService, log *slog.Logger, maxBody int64) http.H
 
 func handleGetOrder(svc OrderService, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o, err := svc.Order(r.Context(), r.PathValue("id"))
+		o, err := svc.Order(r.Context(), callerOf(r), r.PathValue("id"))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -45,7 +45,7 @@ func handleListOrders(svc OrderService, log *slog.Logger) http.Handler {
 			return
 		}
 		q := r.URL.Query()
-		page, err := svc.List(r.Context(), q.Get("user_id"), q.Get("cursor"), limit)
+		page, err := svc.List(r.Context(), callerOf(r), q.Get("user_id"), q.Get("cursor"), limit)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -63,7 +63,7 @@ func handleChangeOrderStatus(svc OrderService, log *slog.Logger, maxBody int64) 
 		if !decodeOrAnswer(w, r, log, maxBody, &req) {
 			return
 		}
-		o, err := svc.ChangeStatus(r.Context(), r.PathValue("id"), req.Status, traceParent(r.Context()))
+		o, err := svc.ChangeStatus(r.Context(), callerOf(r), r.PathValue("id"), req.Status, traceParent(r.Context()))
 		if err != nil {
 			writeError(w, r, log, err)
 			return

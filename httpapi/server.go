@@ -14,16 +14,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eventflow/eventflow"
+	"github.com/eventflow/eventflow/apikey"
 	"github.com/eventflow/eventflow/event"
 	"github.com/eventflow/eventflow/orders"
 )
 
 // OrderService is what the orders routes need; *orders.Service has it.
 type OrderService interface {
-	Create(ctx context.Context, req orders.CreateRequest, idempotencyKey, traceParent string) (orders.CreateResult, error)
-	Order(ctx context.Context, id string) (orders.Order, error)
-	List(ctx context.Context, userID, cursor string, limit int) (orders.Page, error)
-	ChangeStatus(ctx context.Context, id string, status orders.Status, traceParent string) (orders.Order, error)
+	Create(ctx context.Context, caller eventflow.Caller, req orders.CreateRequest, idempotencyKey, traceParent string) (orders.CreateResult, error)
+	Order(ctx context.Context, caller eventflow.Caller, id string) (orders.Order, error)
+	List(ctx context.Context, caller eventflow.Caller, userID, cursor string, limit int) (orders.Page, error)
+	ChangeStatus(ctx context.Context, caller eventflow.Caller, id string, status orders.Status, traceParent string) (orders.Order, error)
 }
 
 // Check is one readiness check: the database or the broker answering.
@@ -43,6 +45,12 @@ type Config struct {
 	Registry      *prometheus.Registry
 	Logger        *slog.Logger
 	MaxBodyBytes  int64
+	// MaxConcurrent bounds the requests handled at once; more get 503
+	// with Retry-After (see limitConcurrency). Zero is DefaultMaxConcurrent.
+	MaxConcurrent int
+	// Keys are the API keys the /v1 routes require; nil turns access
+	// control off (serve allows that only on loopback).
+	Keys *apikey.Set
 }
 
 // NewHandler returns the API's handler with its middleware.
@@ -50,7 +58,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg)
 	m := newHTTPMetrics(cfg.Registry)
-	return recoverPanics(cfg.Logger, instrument(mux, m, cfg.Logger))
+	return recoverPanics(cfg.Logger, limitConcurrency(cfg.MaxConcurrent, cfg.Registry, instrument(mux, m, cfg.Logger)))
 }
 
 // instrument counts and times requests by route and status, answers

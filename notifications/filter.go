@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 
@@ -60,6 +62,9 @@ func (f *Filters) Compile(expr string) (*Filter, error) {
 	if len(expr) > maxFilterLength {
 		return nil, fmt.Errorf("at most %d characters", maxFilterLength)
 	}
+	if err := checkFilterText(expr); err != nil {
+		return nil, err
+	}
 	ast, iss := f.env.Compile(expr)
 	if iss.Err() != nil {
 		return nil, iss.Err()
@@ -72,6 +77,23 @@ func (f *Filters) Compile(expr string) (*Filter, error) {
 		return nil, err
 	}
 	return &Filter{text: expr, prg: prg}, nil
+}
+
+// checkFilterText refuses what CEL would accept but no filter needs: invalid
+// UTF-8, and control characters other than line feed and tab, even inside
+// string literals (where CEL takes them raw). A NUL cannot be stored in
+// PostgreSQL text, and a carriage return has no business in a value that is
+// shown back to people; CEL's escapes (\x00, \r) say the same thing safely.
+func checkFilterText(expr string) error {
+	if !utf8.ValidString(expr) {
+		return fmt.Errorf("not valid UTF-8")
+	}
+	for i, r := range expr {
+		if r != '\n' && r != '\t' && (unicode.IsControl(r) || r == '\u2028' || r == '\u2029') {
+			return fmt.Errorf("control character %U at byte %d; write it as an escape in a string literal", r, i)
+		}
+	}
+	return nil
 }
 
 // Match evaluates the filter on e. An evaluation error (a missing field, a

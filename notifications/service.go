@@ -24,8 +24,10 @@ type Service struct {
 
 // ServiceConfig tunes a Service.
 type ServiceConfig struct {
-	// AllowScopeAll lets subscriptions ask for every user's orders. Until
-	// access control decides it per caller, it is a setting.
+	// AllowScopeAll lets admins create subscriptions of scope all, about
+	// every user's orders; nobody else ever may. With API keys, serve sets
+	// it: that is what an admin key is for. Without keys every caller is an
+	// admin, and the EVENTFLOW_ALLOW_SCOPE_ALL setting decides.
 	AllowScopeAll bool
 	// ValidateWebhookURL checks a webhook URL (the webhook package's rules:
 	// https, or http on loopback where allowed).
@@ -61,13 +63,16 @@ type CreateSubscriptionRequest struct {
 	Filter   string   `json:"filter"`
 }
 
-// CreateSubscription validates req and stores the subscription.
-func (s *Service) CreateSubscription(ctx context.Context, req CreateSubscriptionRequest) (Subscription, error) {
-	if !eventflow.ValidUserID(req.UserID) {
+// CreateSubscription validates req and stores the subscription. It is the
+// caller's (req.UserID defaults to the caller's user); only an admin may
+// subscribe another user, or ask for scope all: both are EFORBIDDEN errors.
+func (s *Service) CreateSubscription(ctx context.Context, caller eventflow.Caller, req CreateSubscriptionRequest) (Subscription, error) {
+	userID := caller.UserFor(req.UserID)
+	if !eventflow.ValidUserID(userID) {
 		return Subscription{}, eventflow.FieldError("/user_id", eventflow.UserIDRule)
 	}
 	sub := Subscription{
-		UserID:   req.UserID,
+		UserID:   userID,
 		Chan:     req.Channel,
 		Address:  req.Address,
 		Patterns: req.Patterns,
@@ -81,6 +86,15 @@ func (s *Service) CreateSubscription(ctx context.Context, req CreateSubscription
 	}
 	if err := s.validate(&sub); err != nil {
 		return Subscription{}, err
+	}
+	if !caller.Owns(sub.UserID) {
+		return Subscription{}, &eventflow.Error{Code: eventflow.EFORBIDDEN, Field: "/user_id",
+			Message: "this API key may subscribe only its own user"}
+	}
+	if sub.Scope == ScopeAll {
+		if err := s.mayWidenScope(caller); err != nil {
+			return Subscription{}, err
+		}
 	}
 	if sub.Chan == ChannelWebhook {
 		secret, err := s.cfg.NewWebhookSecret()
@@ -102,7 +116,23 @@ func (s *Service) CreateSubscription(ctx context.Context, req CreateSubscription
 	return sub, nil
 }
 
-// validate checks every field but the owner, normalising the patterns.
+// mayWidenScope says whether the caller may create a subscription of scope
+// all. A subscription keeps its scope for life, and its owner may pause,
+// resume or change it without this permission.
+func (s *Service) mayWidenScope(caller eventflow.Caller) error {
+	switch {
+	case !caller.Admin:
+		return &eventflow.Error{Code: eventflow.EFORBIDDEN, Field: "/scope",
+			Message: "subscribing to every user's orders needs an admin API key"}
+	case !s.cfg.AllowScopeAll:
+		return &eventflow.Error{Code: eventflow.EFORBIDDEN, Field: "/scope",
+			Message: "subscribing to every user's orders is not allowed (EVENTFLOW_ALLOW_SCOPE_ALL)"}
+	}
+	return nil
+}
+
+// validate checks every field but the owner and the permission to widen
+// the scope, normalising the patterns.
 func (s *Service) validate(sub *Subscription) error {
 	switch sub.Chan {
 	case ChannelEmail:
@@ -126,12 +156,7 @@ func (s *Service) validate(sub *Subscription) error {
 	}
 	sub.Patterns = slices.Compact(slices.Sorted(slices.Values(sub.Patterns)))
 	switch sub.Scope {
-	case ScopeOwn:
-	case ScopeAll:
-		if !s.cfg.AllowScopeAll {
-			return &eventflow.Error{Code: eventflow.EFORBIDDEN, Field: "/scope",
-				Message: "subscribing to every user's orders is not allowed (EVENTFLOW_ALLOW_SCOPE_ALL)"}
-		}
+	case ScopeOwn, ScopeAll:
 	default:
 		return eventflow.FieldError("/scope", "must be own or all")
 	}
@@ -151,6 +176,11 @@ func validateEmail(addr string) error {
 	if err != nil || parsed.Address != addr || parsed.Name != "" {
 		return errors.New("must be an email address such as alice@example.com")
 	}
+	// A domain literal (alice@[10.0.0.1]) would have the mail server relay
+	// to whatever address it names, private ones included.
+	if strings.HasPrefix(addr[strings.LastIndex(addr, "@")+1:], "[") {
+		return errors.New("must have a domain name, not an address in brackets")
+	}
 	return nil
 }
 
@@ -164,12 +194,18 @@ func subscriptionError(err error) error {
 	return err
 }
 
-// Subscription returns the subscription with the id.
-func (s *Service) Subscription(ctx context.Context, id string) (Subscription, error) {
+// Subscription returns the subscription with the id. Another user's is not
+// found, just like one that does not exist, unless the caller is an admin.
+func (s *Service) Subscription(ctx context.Context, caller eventflow.Caller, id string) (Subscription, error) {
+	notFound := eventflow.Errorf(eventflow.ENOTFOUND, "subscription %q not found", id)
 	if !eventflow.ValidUUID(id) {
-		return Subscription{}, eventflow.Errorf(eventflow.ENOTFOUND, "subscription %q not found", id)
+		return Subscription{}, notFound
 	}
-	return s.store.Subscription(ctx, id)
+	sub, err := s.store.Subscription(ctx, id)
+	if eventflow.ErrorCode(err) == eventflow.ENOTFOUND || (err == nil && !caller.Owns(sub.UserID)) {
+		return Subscription{}, notFound
+	}
+	return sub, err
 }
 
 // SubscriptionPage is one page of subscriptions.
@@ -178,11 +214,17 @@ type SubscriptionPage struct {
 	NextCursor    string         `json:"next_cursor,omitempty"`
 }
 
-// Subscriptions lists a page of subscriptions, newest first.
-func (s *Service) Subscriptions(ctx context.Context, userID, cursor string, limit int) (SubscriptionPage, error) {
+// Subscriptions lists a page of subscriptions, newest first: of userID, or
+// of every user when it is empty; a caller who is not an admin sees only
+// their own.
+func (s *Service) Subscriptions(ctx context.Context, caller eventflow.Caller, userID, cursor string, limit int) (SubscriptionPage, error) {
 	limit, err := eventflow.PageParams(userID, cursor, limit)
 	if err != nil {
 		return SubscriptionPage{}, err
+	}
+	userID, ok := caller.ListUser(userID)
+	if !ok {
+		return SubscriptionPage{Subscriptions: []Subscription{}}, nil
 	}
 	list, err := s.store.Subscriptions(ctx, SubscriptionFilter{UserID: userID, Before: cursor, Limit: limit + 1})
 	if err != nil {
@@ -203,12 +245,13 @@ type SubscriptionPatch struct {
 }
 
 // UpdateSubscription applies patch: pause or resume, change patterns or
-// filter.
-func (s *Service) UpdateSubscription(ctx context.Context, id string, patch SubscriptionPatch) (Subscription, error) {
+// filter. Another user's subscription is not found, unless the caller is an
+// admin.
+func (s *Service) UpdateSubscription(ctx context.Context, caller eventflow.Caller, id string, patch SubscriptionPatch) (Subscription, error) {
 	if patch.Status != nil && *patch.Status != StatusActive && *patch.Status != StatusPaused {
 		return Subscription{}, eventflow.FieldError("/status", "must be active or paused")
 	}
-	return s.update(ctx, id, func(sub *Subscription) error {
+	return s.update(ctx, caller, id, func(sub *Subscription) error {
 		if patch.Status != nil {
 			sub.Status = *patch.Status
 		}
@@ -224,9 +267,9 @@ func (s *Service) UpdateSubscription(ctx context.Context, id string, patch Subsc
 
 // update applies change to the subscription, retrying when a concurrent
 // change wins the race.
-func (s *Service) update(ctx context.Context, id string, change func(*Subscription) error) (Subscription, error) {
+func (s *Service) update(ctx context.Context, caller eventflow.Caller, id string, change func(*Subscription) error) (Subscription, error) {
 	for attempt := 0; ; attempt++ {
-		sub, err := s.Subscription(ctx, id)
+		sub, err := s.Subscription(ctx, caller, id)
 		if err != nil {
 			return Subscription{}, err
 		}
@@ -248,10 +291,13 @@ func (s *Service) update(ctx context.Context, id string, change func(*Subscripti
 }
 
 // DeleteSubscription deletes a subscription; its deliveries stay in the
-// activity log.
-func (s *Service) DeleteSubscription(ctx context.Context, id string) error {
-	if !eventflow.ValidUUID(id) {
-		return eventflow.Errorf(eventflow.ENOTFOUND, "subscription %q not found", id)
+// activity log. Another user's subscription is not found, unless the caller
+// is an admin.
+func (s *Service) DeleteSubscription(ctx context.Context, caller eventflow.Caller, id string) error {
+	// The owner of a subscription never changes, so checking it before
+	// deleting leaves no window.
+	if _, err := s.Subscription(ctx, caller, id); err != nil {
+		return err
 	}
 	if err := s.store.DeleteSubscription(ctx, id); err != nil {
 		return err
@@ -270,13 +316,14 @@ func (s *Service) UnsubscribeTarget(ctx context.Context, token string) (Subscrip
 }
 
 // Unsubscribe ends the subscription a token names (RFC 8058 one-click). It
-// is idempotent: a second click changes nothing and succeeds.
+// is idempotent: a second click changes nothing and succeeds. The token is
+// the credential: its holder acts for the subscription's owner.
 func (s *Service) Unsubscribe(ctx context.Context, token string) (Subscription, error) {
 	sub, err := s.UnsubscribeTarget(ctx, token)
 	if err != nil || sub.Status == StatusUnsubscribed {
 		return sub, err
 	}
-	return s.update(ctx, sub.ID, func(sub *Subscription) error {
+	return s.update(ctx, eventflow.Caller{UserID: sub.UserID}, sub.ID, func(sub *Subscription) error {
 		sub.Status = StatusUnsubscribed
 		return nil
 	})
@@ -288,8 +335,10 @@ type DeliveryPage struct {
 	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
-// Deliveries lists a page of deliveries, newest first.
-func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) (DeliveryPage, error) {
+// Deliveries lists a page of deliveries, newest first: of f.UserID, or of
+// every user when it is empty; a caller who is not an admin sees only their
+// own.
+func (s *Service) Deliveries(ctx context.Context, caller eventflow.Caller, f DeliveryFilter) (DeliveryPage, error) {
 	limit, err := eventflow.PageParams(f.UserID, f.Before, f.Limit)
 	if err != nil {
 		return DeliveryPage{}, err
@@ -301,6 +350,10 @@ func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) (DeliveryPag
 		return DeliveryPage{}, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
 	case f.Status != "" && f.Status != DeliveryPending && f.Status != DeliverySent && f.Status != DeliveryDead:
 		return DeliveryPage{}, eventflow.FieldError("status", "must be pending, sent or dead")
+	}
+	var ok bool
+	if f.UserID, ok = caller.ListUser(f.UserID); !ok {
+		return DeliveryPage{Deliveries: []Delivery{}}, nil
 	}
 	f.Limit = limit + 1
 	list, err := s.store.Deliveries(ctx, f)
@@ -314,18 +367,27 @@ func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) (DeliveryPag
 	return page, nil
 }
 
-// Delivery returns one delivery.
-func (s *Service) Delivery(ctx context.Context, id string) (Delivery, error) {
+// Delivery returns one delivery. Another user's is not found, just like
+// one that does not exist, unless the caller is an admin.
+func (s *Service) Delivery(ctx context.Context, caller eventflow.Caller, id string) (Delivery, error) {
+	notFound := eventflow.Errorf(eventflow.ENOTFOUND, "delivery %q not found", id)
 	if !eventflow.ValidUUID(id) {
-		return Delivery{}, eventflow.Errorf(eventflow.ENOTFOUND, "delivery %q not found", id)
+		return Delivery{}, notFound
 	}
-	return s.store.Delivery(ctx, id)
+	d, err := s.store.Delivery(ctx, id)
+	if eventflow.ErrorCode(err) == eventflow.ENOTFOUND || (err == nil && !caller.Owns(d.UserID)) {
+		return Delivery{}, notFound
+	}
+	return d, err
 }
 
-// RetryDelivery sends a dead delivery again.
-func (s *Service) RetryDelivery(ctx context.Context, id string) (Delivery, error) {
-	if !eventflow.ValidUUID(id) {
-		return Delivery{}, eventflow.Errorf(eventflow.ENOTFOUND, "delivery %q not found", id)
+// RetryDelivery sends a dead delivery again. Another user's delivery is not
+// found, unless the caller is an admin.
+func (s *Service) RetryDelivery(ctx context.Context, caller eventflow.Caller, id string) (Delivery, error) {
+	// A delivery's owner never changes, so checking it first leaves no
+	// window.
+	if _, err := s.Delivery(ctx, caller, id); err != nil {
+		return Delivery{}, err
 	}
 	d, err := s.store.RetryDelivery(ctx, id, s.now())
 	if errors.Is(err, ErrNotDead) {

@@ -71,13 +71,20 @@ type CreateResult struct {
 const maxIdempotencyRetries = 3
 
 // Create validates req and creates the order with its orders.order.created
-// event. A non-empty idempotencyKey makes retries safe: the same key with the
-// same request returns the first result; with another request it is an
-// ECONFLICT error.
-func (s *Service) Create(ctx context.Context, req CreateRequest, idempotencyKey, traceParent string) (CreateResult, error) {
+// event. The order is the caller's (req.UserID defaults to the caller's
+// user); only an admin may create one for another user, which is an
+// EFORBIDDEN error. A non-empty idempotencyKey makes retries safe: the same
+// key with the same request returns the first result; with another request
+// it is an ECONFLICT error.
+func (s *Service) Create(ctx context.Context, caller eventflow.Caller, req CreateRequest, idempotencyKey, traceParent string) (CreateResult, error) {
+	req.UserID = caller.UserFor(req.UserID)
 	o, err := s.newOrder(req)
 	if err != nil {
 		return CreateResult{}, err
+	}
+	if !caller.Owns(o.UserID) {
+		return CreateResult{}, &eventflow.Error{Code: eventflow.EFORBIDDEN, Field: "/user_id",
+			Message: "this API key may create orders only for its own user"}
 	}
 	var idem *IdempotencyRecord
 	if idempotencyKey != "" {
@@ -85,7 +92,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, idempotencyKey,
 			return CreateResult{}, err
 		}
 		idem = &IdempotencyRecord{
-			Key:         idempotencyKey,
+			// A key is its user's own: one user's key neither replays nor
+			// blocks another user's order. Neither part holds a space.
+			Key:         o.UserID + " " + idempotencyKey,
 			RequestHash: requestHash(req),
 			Order:       o,
 			CreatedAt:   o.CreatedAt,
@@ -169,12 +178,18 @@ func (s *Service) newOrder(req CreateRequest) (Order, error) {
 	}, nil
 }
 
-// Order returns the order with the id.
-func (s *Service) Order(ctx context.Context, id string) (Order, error) {
+// Order returns the order with the id. Another user's order is not found,
+// just like one that does not exist, unless the caller is an admin.
+func (s *Service) Order(ctx context.Context, caller eventflow.Caller, id string) (Order, error) {
+	notFound := eventflow.Errorf(eventflow.ENOTFOUND, "order %q not found", id)
 	if !eventflow.ValidUUID(id) {
-		return Order{}, eventflow.Errorf(eventflow.ENOTFOUND, "order %q not found", id)
+		return Order{}, notFound
 	}
-	return s.store.Order(ctx, id)
+	o, err := s.store.Order(ctx, id)
+	if eventflow.ErrorCode(err) == eventflow.ENOTFOUND || (err == nil && !caller.Owns(o.UserID)) {
+		return Order{}, notFound
+	}
+	return o, err
 }
 
 // Page is one page of a listing; NextCursor is empty on the last page.
@@ -183,12 +198,17 @@ type Page struct {
 	NextCursor string  `json:"next_cursor,omitempty"`
 }
 
-// List returns a page of orders, newest first. cursor is a previous page's
-// NextCursor, or empty for the first page.
-func (s *Service) List(ctx context.Context, userID, cursor string, limit int) (Page, error) {
+// List returns a page of orders, newest first: of userID, or of every user
+// when it is empty; a caller who is not an admin sees only their own. cursor
+// is a previous page's NextCursor, or empty for the first page.
+func (s *Service) List(ctx context.Context, caller eventflow.Caller, userID, cursor string, limit int) (Page, error) {
 	limit, err := eventflow.PageParams(userID, cursor, limit)
 	if err != nil {
 		return Page{}, err
+	}
+	userID, ok := caller.ListUser(userID)
+	if !ok {
+		return Page{Orders: []Order{}}, nil
 	}
 	// Ask for one more than the page holds, to know whether another follows.
 	list, err := s.store.Orders(ctx, Filter{UserID: userID, Before: cursor, Limit: limit + 1})
@@ -210,13 +230,14 @@ const maxVersionRetries = 5
 // ChangeStatus moves an order to status and publishes the status's event. A
 // change the lifecycle does not allow is an ECONFLICT error. Concurrent
 // changes are serialised: each is re-checked against the order as the
-// previous one left it, so none is lost and none skips the rules.
-func (s *Service) ChangeStatus(ctx context.Context, id string, status Status, traceParent string) (Order, error) {
+// previous one left it, so none is lost and none skips the rules. Another
+// user's order is not found, unless the caller is an admin.
+func (s *Service) ChangeStatus(ctx context.Context, caller eventflow.Caller, id string, status Status, traceParent string) (Order, error) {
 	if !status.Valid() || status == StatusCreated {
 		return Order{}, eventflow.FieldError("/status", "must be one of paid, shipped, delivered, cancelled")
 	}
 	for attempt := 0; ; attempt++ {
-		o, err := s.Order(ctx, id)
+		o, err := s.Order(ctx, caller, id)
 		if err != nil {
 			return Order{}, err
 		}

@@ -38,6 +38,9 @@ func newService(t *testing.T, now func() time.Time) (*orders.Service, outbox.Sto
 
 func total(n int64) *int64 { return &n }
 
+// admin is the caller of the tests that are not about access control.
+var admin = eventflow.Caller{Admin: true}
+
 func validRequest() orders.CreateRequest {
 	return orders.CreateRequest{
 		UserID:   "user-1",
@@ -52,7 +55,7 @@ func validRequest() orders.CreateRequest {
 
 func TestCreateComputesTotalAndPublishesValidEvent(t *testing.T) {
 	svc, ob := newService(t, nil)
-	res, err := svc.Create(t.Context(), validRequest(), "", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	res, err := svc.Create(t.Context(), admin, validRequest(), "", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func TestCreateRejectsInvalidRequests(t *testing.T) {
 			req := validRequest()
 			req.Items = append([]orders.Item(nil), req.Items...)
 			tt.edit(&req)
-			_, err := svc.Create(t.Context(), req, "", "")
+			_, err := svc.Create(t.Context(), admin, req, "", "")
 			var e *eventflow.Error
 			if !asError(err, &e) || e.Code != eventflow.EINVALID || e.Field != tt.field {
 				t.Fatalf("err = %v; want invalid %s", err, tt.field)
@@ -130,7 +133,7 @@ func TestCreateRejectsInvalidRequests(t *testing.T) {
 
 func TestCreateWithTotalOnly(t *testing.T) {
 	svc, _ := newService(t, nil)
-	res, err := svc.Create(t.Context(), orders.CreateRequest{UserID: "u", Currency: "JPY", Total: total(15000)}, "", "")
+	res, err := svc.Create(t.Context(), admin, orders.CreateRequest{UserID: "u", Currency: "JPY", Total: total(15000)}, "", "")
 	if err != nil || res.Order.Total != 15000 || len(res.Order.Items) != 0 {
 		t.Fatalf("res = %+v, %v", res, err)
 	}
@@ -143,17 +146,17 @@ func TestIdempotencyKey(t *testing.T) {
 	svc, ob := newService(t, clock)
 	ctx := t.Context()
 
-	first, err := svc.Create(ctx, validRequest(), "key-1", "")
+	first, err := svc.Create(ctx, admin, validRequest(), "key-1", "")
 	if err != nil || first.Replayed {
 		t.Fatalf("first = %+v, %v", first, err)
 	}
-	again, err := svc.Create(ctx, validRequest(), "key-1", "")
+	again, err := svc.Create(ctx, admin, validRequest(), "key-1", "")
 	if err != nil || !again.Replayed || again.Order.ID != first.Order.ID {
 		t.Fatalf("retry = %+v, %v; want the first order replayed", again, err)
 	}
 	other := validRequest()
 	other.Comment = "something else"
-	if _, err := svc.Create(ctx, other, "key-1", ""); eventflow.ErrorCode(err) != eventflow.ECONFLICT {
+	if _, err := svc.Create(ctx, admin, other, "key-1", ""); eventflow.ErrorCode(err) != eventflow.ECONFLICT {
 		t.Fatalf("same key, other request: err = %v; want conflict", err)
 	}
 	if b, _ := ob.Backlog(ctx); b.Count != 1 {
@@ -163,7 +166,7 @@ func TestIdempotencyKey(t *testing.T) {
 	mu.Lock()
 	now = now.Add(2 * time.Hour) // past the TTL
 	mu.Unlock()
-	later, err := svc.Create(ctx, validRequest(), "key-1", "")
+	later, err := svc.Create(ctx, admin, validRequest(), "key-1", "")
 	if err != nil || later.Replayed || later.Order.ID == first.Order.ID {
 		t.Fatalf("after expiry = %+v, %v; want a new order", later, err)
 	}
@@ -175,7 +178,7 @@ func TestConcurrentIdempotentCreatesMakeOneOrder(t *testing.T) {
 	ids := make([]string, 8)
 	for i := range ids {
 		wg.Go(func() {
-			res, err := svc.Create(context.Background(), validRequest(), "same-key", "")
+			res, err := svc.Create(context.Background(), admin, validRequest(), "same-key", "")
 			if err != nil {
 				t.Error(err)
 				return
@@ -197,29 +200,29 @@ func TestConcurrentIdempotentCreatesMakeOneOrder(t *testing.T) {
 func TestStatusLifecycle(t *testing.T) {
 	svc, ob := newService(t, nil)
 	ctx := t.Context()
-	res, err := svc.Create(ctx, validRequest(), "", "")
+	res, err := svc.Create(ctx, admin, validRequest(), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := res.Order.ID
-	if _, err := svc.ChangeStatus(ctx, id, orders.StatusShipped, ""); eventflow.ErrorCode(err) != eventflow.ECONFLICT {
+	if _, err := svc.ChangeStatus(ctx, admin, id, orders.StatusShipped, ""); eventflow.ErrorCode(err) != eventflow.ECONFLICT {
 		t.Fatalf("created → shipped: err = %v; want conflict", err)
 	}
 	for _, s := range []orders.Status{orders.StatusPaid, orders.StatusShipped, orders.StatusDelivered} {
-		if _, err := svc.ChangeStatus(ctx, id, s, ""); err != nil {
+		if _, err := svc.ChangeStatus(ctx, admin, id, s, ""); err != nil {
 			t.Fatalf("→ %s: %v", s, err)
 		}
 	}
-	if _, err := svc.ChangeStatus(ctx, id, orders.StatusCancelled, ""); eventflow.ErrorCode(err) != eventflow.ECONFLICT {
+	if _, err := svc.ChangeStatus(ctx, admin, id, orders.StatusCancelled, ""); eventflow.ErrorCode(err) != eventflow.ECONFLICT {
 		t.Fatalf("delivered → cancelled: err = %v; want conflict", err)
 	}
-	if _, err := svc.ChangeStatus(ctx, id, "refunded", ""); eventflow.ErrorCode(err) != eventflow.EINVALID {
+	if _, err := svc.ChangeStatus(ctx, admin, id, "refunded", ""); eventflow.ErrorCode(err) != eventflow.EINVALID {
 		t.Fatalf("unknown status: err = %v; want invalid", err)
 	}
-	if _, err := svc.ChangeStatus(ctx, "0190c0de-0000-7000-8000-000000000000", orders.StatusPaid, ""); eventflow.ErrorCode(err) != eventflow.ENOTFOUND {
+	if _, err := svc.ChangeStatus(ctx, admin, "0190c0de-0000-7000-8000-000000000000", orders.StatusPaid, ""); eventflow.ErrorCode(err) != eventflow.ENOTFOUND {
 		t.Fatalf("unknown order: err = %v; want not found", err)
 	}
-	if _, err := svc.ChangeStatus(ctx, "not-a-uuid", orders.StatusPaid, ""); eventflow.ErrorCode(err) != eventflow.ENOTFOUND {
+	if _, err := svc.ChangeStatus(ctx, admin, "not-a-uuid", orders.StatusPaid, ""); eventflow.ErrorCode(err) != eventflow.ENOTFOUND {
 		t.Fatalf("malformed id: err = %v; want not found", err)
 	}
 	recs, _ := ob.Pending(ctx, 10)
@@ -243,17 +246,17 @@ func TestConcurrentStatusChangesAreSerialised(t *testing.T) {
 	svc, ob := newService(t, nil)
 	ctx := t.Context()
 	for range 10 {
-		res, err := svc.Create(ctx, orders.CreateRequest{UserID: "u", Currency: "EUR", Total: total(100)}, "", "")
+		res, err := svc.Create(ctx, admin, orders.CreateRequest{UserID: "u", Currency: "EUR", Total: total(100)}, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i, s := range []orders.Status{orders.StatusPaid, orders.StatusCancelled} {
-			wg.Go(func() { _, errs[i] = svc.ChangeStatus(context.Background(), res.Order.ID, s, "") })
+			wg.Go(func() { _, errs[i] = svc.ChangeStatus(context.Background(), admin, res.Order.ID, s, "") })
 		}
 		wg.Wait()
-		o, _ := svc.Order(ctx, res.Order.ID)
+		o, _ := svc.Order(ctx, admin, res.Order.ID)
 		changes := 0
 		for _, err := range errs {
 			if err == nil {
@@ -287,7 +290,7 @@ func TestListPagination(t *testing.T) {
 		if i%3 == 2 {
 			user = "bob"
 		}
-		res, err := svc.Create(ctx, orders.CreateRequest{UserID: user, Currency: "EUR", Total: total(int64(i + 1))}, "", "")
+		res, err := svc.Create(ctx, admin, orders.CreateRequest{UserID: user, Currency: "EUR", Total: total(int64(i + 1))}, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +301,7 @@ func TestListPagination(t *testing.T) {
 	var got []string
 	cursor := ""
 	for {
-		page, err := svc.List(ctx, "alice", cursor, 2)
+		page, err := svc.List(ctx, admin, "alice", cursor, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +321,7 @@ func TestListPagination(t *testing.T) {
 			t.Fatalf("listed %v; want newest first %v", got, created)
 		}
 	}
-	if _, err := svc.List(ctx, "", "garbage", 0); eventflow.ErrorCode(err) != eventflow.EINVALID {
+	if _, err := svc.List(ctx, admin, "", "garbage", 0); eventflow.ErrorCode(err) != eventflow.EINVALID {
 		t.Fatalf("bad cursor: err = %v", err)
 	}
 }

@@ -65,6 +65,12 @@ var listeningLine = regexp.MustCompile(`^eventflow listening on (http://\S+) \(k
 // and a topic of the test's own, and stops it when the test ends.
 func startApp(t *testing.T, tr tier, env map[string]string) *app {
 	t.Helper()
+	return startAppLogging(t, tr, env, testWriter{t})
+}
+
+// startAppLogging is startApp with eventflow's log going to stderr.
+func startAppLogging(t *testing.T, tr tier, env map[string]string, stderr io.Writer) *app {
+	t.Helper()
 	vars := map[string]string{
 		"EVENTFLOW_HTTP_ADDR":           "127.0.0.1:0",
 		"EVENTFLOW_ORDERS_TOPIC":        kafkatest.TopicName(t),
@@ -81,7 +87,7 @@ func startApp(t *testing.T, tr tier, env map[string]string) *app {
 	stdoutR, stdoutW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, stdoutW, testWriter{t})
+		err := run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, stdoutW, stderr)
 		stdoutW.CloseWithError(fmt.Errorf("eventflow exited: %v", err))
 		done <- err
 	}()

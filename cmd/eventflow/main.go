@@ -3,6 +3,7 @@
 //	eventflow [serve] [flags]        run the roles in EVENTFLOW_ROLES (default: all)
 //	eventflow migrate up|status      apply or list database migrations
 //	eventflow topics apply|list      create/update or list Kafka topics
+//	eventflow apikey new             make an API key and its EVENTFLOW_API_KEYS entry
 //	eventflow version                print the version
 //
 // main only wires: the domain lives in orders and outbox, each dependency in
@@ -38,6 +39,8 @@ Usage:
   eventflow [serve] [flags]     run the roles in --roles (default: all)
   eventflow migrate up|status   apply or list database migrations
   eventflow topics apply|list   create/update or list Kafka topics
+  eventflow apikey new --name N [--user U] --scopes S,S
+                                make an API key; print it once, and its EVENTFLOW_API_KEYS entry
   eventflow version             print the version
   eventflow <command> --help    list the flags and their EVENTFLOW_* variables
 `
@@ -56,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, args, getenv, stdout, stderr)
 	case "topics":
 		return topics(ctx, args, getenv, stdout, stderr)
+	case "apikey":
+		return apikeyCommand(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "eventflow", version())
 		return nil

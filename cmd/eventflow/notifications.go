@@ -62,7 +62,9 @@ func setUpNotifications(ctx context.Context, s notificationsSetup, apiCfg *httpa
 
 	if cfg.Has(config.RoleNotificationsAPI) {
 		apiCfg.Notifications = notifications.NewService(s.store, filters, tokens, notifications.ServiceConfig{
-			AllowScopeAll:      cfg.AllowScopeAll,
+			// With API keys, admin keys may widen a subscription's scope;
+			// without, every caller is an admin and the setting decides.
+			AllowScopeAll:      cfg.AllowScopeAll || cfg.APIKeys != "",
 			ValidateWebhookURL: func(u string) error { return webhook.ValidateURL(u, cfg.WebhookAllowPrivate) },
 			NewWebhookSecret:   webhook.NewSecret,
 			OnChange:           matcher.Invalidate,

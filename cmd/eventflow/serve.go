@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
+	"github.com/eventflow/eventflow/apikey"
 	"github.com/eventflow/eventflow/config"
 	"github.com/eventflow/eventflow/event"
 	"github.com/eventflow/eventflow/httpapi"
@@ -37,6 +38,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(cfg, stderr)
 	started := time.Now()
+	keys, err := apikey.Parse(cfg.APIKeys)
+	if err != nil {
+		return fmt.Errorf("config: --api-keys (EVENTFLOW_API_KEYS): %w", err)
+	}
+	logAccessControl(log, cfg, keys)
 
 	store, err := openStorage(ctx, cfg)
 	if err != nil {
@@ -78,11 +84,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	kafkaMetrics := kprom.NewMetrics("eventflow_kafka", kprom.Registerer(reg), kprom.Gatherer(reg))
 
 	apiCfg := httpapi.Config{
-		Schemas:      schemas,
-		Registry:     reg,
-		Logger:       log,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Checks:       []httpapi.Check{{Name: "database", Check: store.Ping}},
+		Schemas:       schemas,
+		Registry:      reg,
+		Logger:        log,
+		MaxBodyBytes:  cfg.MaxBodyBytes,
+		MaxConcurrent: cfg.MaxConcurrent,
+		Checks:        []httpapi.Check{{Name: "database", Check: store.Ping}},
+		Keys:          keys,
 	}
 	// The parts are all set up before any background work starts, so a
 	// failing step leaves nothing running on what the deferred calls close.
@@ -109,10 +117,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return err
 		}
+		// Only exactly-once produces in transactions; the publisher refuses
+		// a transactional id under the other guarantees, and the setting
+		// has a default, so it is passed only when it applies.
+		var txnID string
+		if guarantee == kafka.ExactlyOnce {
+			txnID = cfg.RelayTransactionalID
+		}
 		publisher, err := kafka.NewPublisher(kafka.PublisherConfig{
 			Brokers:         brk.Brokers,
 			Guarantee:       guarantee,
-			TransactionalID: cfg.RelayTransactionalID,
+			TransactionalID: txnID,
 			Route:           func(string) string { return cfg.OrdersTopic.Name },
 			Linger:          cfg.ProducerLinger,
 			Hooks:           []kgo.Hook{kafkaMetrics},
