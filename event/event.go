@@ -67,14 +67,28 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("event %s: missing time", e.ID)
 	case len(e.Data) == 0 || !json.Valid(e.Data):
 		return fmt.Errorf("event %s: data is not JSON", e.ID)
+	case !utf8.Valid(e.Data):
+		// json.Valid lets invalid UTF-8 through inside strings; a database
+		// would refuse it, and refuse it again on every retry.
+		return fmt.Errorf("event %s: data is not valid UTF-8", e.ID)
 	}
 	for name, v := range map[string]string{"id": e.ID, "source": e.Source, "subject": e.Subject, "dataschema": e.DataSchema, "traceparent": e.TraceParent} {
+		if len(v) > MaxAttributeLength {
+			return fmt.Errorf("event %.64q…: %s is %d bytes, more than %d", e.ID, name, len(v), MaxAttributeLength)
+		}
 		if !printable(v) {
 			return fmt.Errorf("event %q: %s holds control characters or invalid UTF-8", e.ID, name)
 		}
 	}
 	return nil
 }
+
+// MaxAttributeLength bounds each string attribute of an event, in bytes.
+// Attributes are stored and indexed (the id keys the notifier's inbox, the
+// subject orders deliveries), and a database index entry has a size limit
+// (PostgreSQL's B-tree: about 2.7 kB); an event over it would fail on every
+// retry. eventflow's own ids and subjects are 36-byte UUIDs.
+const MaxAttributeLength = 1024
 
 // printable reports whether s is valid UTF-8 without control characters:
 // attributes arrive in headers from anyone who can write to the topic, and

@@ -65,6 +65,9 @@ func LoadSchemas(fsys fs.FS) (*Schemas, error) {
 			return nil, fmt.Errorf("parse schema %s: %w", e.Name(), err)
 		}
 		c := jsonschema.NewCompiler()
+		// "format" only annotates in draft 2020-12 unless asserted: without
+		// this, an order id of "x\r\nBcc: …" would pass as a uuid.
+		c.AssertFormat()
 		if err := c.AddResource(e.Name(), doc); err != nil {
 			return nil, fmt.Errorf("add schema %s: %w", e.Name(), err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventflow/eventflow/event"
@@ -65,7 +66,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
+		// Only records marked with MarkCommitRecords, which handleRecord
+		// has finished, are ever committed: by commit after each poll, by
+		// commitOnRevoke, and every few seconds in between. (With
+		// DisableAutoCommit instead, franz-go ignores marks, and
+		// CommitMarkedOffsets commits nothing at all.)
+		kgo.AutoCommitMarks(),
 		// Rebalances wait until the records of a poll are handled and
 		// committed, so a partition never moves with work half done.
 		kgo.BlockRebalanceOnPoll(),
@@ -189,27 +195,54 @@ const (
 	HeaderDLQOffset    = "eventflow-dlq-offset"
 	HeaderDLQGroup     = "eventflow-dlq-group"
 	HeaderDLQTime      = "eventflow-dlq-time"
+	// HeaderDLQValueDropped is set, to the original size in bytes, on a
+	// dead letter whose value (and, if that was not enough, whose key and
+	// headers) had to be left out to fit the producer's size limit.
+	HeaderDLQValueDropped = "eventflow-dlq-value-dropped"
 )
 
 // deadLetter copies rec, with its headers and the reason, to the dead-letter
 // topic. It retries until the broker has it, since the record's offset may
-// be committed only then. It reports false only when ctx ended first.
+// be committed only then. A record near the size limit may be too large once
+// the reason is added: it is then set aside without its value (and, if need
+// be, without its key and headers), rather than retried forever. It reports
+// false only when ctx ended first.
 func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, reason error) bool {
+	why := reason.Error()
+	if len(why) > maxReasonLength {
+		why = why[:maxReasonLength] + "…"
+	}
+	origin := []kgo.RecordHeader{
+		{Key: HeaderDLQError, Value: []byte(why)},
+		{Key: HeaderDLQTopic, Value: []byte(rec.Topic)},
+		{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
+		{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+		{Key: HeaderDLQGroup, Value: []byte(c.cfg.Group)},
+		{Key: HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	}
 	dl := &kgo.Record{
-		Topic: c.cfg.DeadLetterTopic,
-		Key:   rec.Key,
-		Value: rec.Value,
-		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
-			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(reason.Error())},
-			kgo.RecordHeader{Key: HeaderDLQTopic, Value: []byte(rec.Topic)},
-			kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
-			kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
-			kgo.RecordHeader{Key: HeaderDLQGroup, Value: []byte(c.cfg.Group)},
-			kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-		),
+		Topic:   c.cfg.DeadLetterTopic,
+		Key:     rec.Key,
+		Value:   rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...), origin...),
 	}
 	for attempt := 1; ; attempt++ {
 		err := c.dlq.ProduceSync(ctx, dl).FirstErr()
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			if dl.Value == nil && dl.Key == nil && len(dl.Headers) == len(origin)+1 {
+				c.log.Error("dead letter too large even without the record; dropping it", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+				c.metrics.records.WithLabelValues("dropped").Inc()
+				return true
+			}
+			dropped := kgo.RecordHeader{Key: HeaderDLQValueDropped, Value: []byte(strconv.Itoa(len(rec.Key) + len(rec.Value)))}
+			if dl.Value != nil {
+				dl.Value = nil
+				dl.Headers = append(append(append([]kgo.RecordHeader(nil), rec.Headers...), origin...), dropped)
+			} else {
+				dl.Key, dl.Headers = nil, append(append([]kgo.RecordHeader(nil), origin...), dropped)
+			}
+			continue
+		}
 		if err == nil {
 			c.metrics.records.WithLabelValues("dead_lettered").Inc()
 			c.log.Warn("record sent to the dead-letter topic", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
@@ -224,6 +257,10 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, reason error
 		}
 	}
 }
+
+// maxReasonLength bounds the reason header of a dead letter: an error can
+// quote the record's own attributes, which may be long.
+const maxReasonLength = 4096
 
 // commit commits the offsets of the records handled so far.
 func (c *Consumer) commit() {
@@ -263,7 +300,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		}, []string{"topic", "partition"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventflow_consumer_records_total",
-			Help: "Records by outcome: handled, retried (a failed attempt), dead_lettered.",
+			Help: "Records by outcome: handled, retried (a failed attempt), dead_lettered, dropped (too large even for a dead letter).",
 		}, []string{"outcome"}),
 	}
 	if reg != nil {

@@ -44,27 +44,47 @@ func (p Pattern) Match(eventType string) bool {
 	return matchSegments(p.segments, strings.Split(eventType, "."))
 }
 
+// matchSegments reports whether typ matches pattern, segment by segment.
+// It walks the type once, keeping the set of pattern positions reached so
+// far, as an NFA: time O(len(pattern)·len(typ)), however many "#" there
+// are. (Backtracking over every split per "#" is exponential in their
+// number: "#.#.#.#.#.#.#.#.#.x" against a type of 100 segments would not
+// finish.)
 func matchSegments(pattern, typ []string) bool {
-	for len(pattern) > 0 {
-		switch pattern[0] {
-		case "#":
-			// Zero or more segments: try every split of what is left.
-			for skip := 0; skip <= len(typ); skip++ {
-				if matchSegments(pattern[1:], typ[skip:]) {
-					return true
+	// at[i]: the first i segments of the pattern can match the type so far.
+	at := make([]bool, len(pattern)+1)
+	next := make([]bool, len(pattern)+1)
+	at[0] = true
+	closeHashes(pattern, at)
+	for _, seg := range typ {
+		clear(next)
+		for i, ok := range at[:len(pattern)] {
+			if !ok {
+				continue
+			}
+			switch pattern[i] {
+			case "#":
+				next[i] = true // "#" takes this segment too, and may take more
+			case "*":
+				next[i+1] = true
+			default:
+				if pattern[i] == seg {
+					next[i+1] = true
 				}
 			}
-			return false
-		case "*":
-			if len(typ) == 0 {
-				return false
-			}
-		default:
-			if len(typ) == 0 || typ[0] != pattern[0] {
-				return false
-			}
 		}
-		pattern, typ = pattern[1:], typ[1:]
+		closeHashes(pattern, next)
+		at, next = next, at
 	}
-	return len(typ) == 0
+	return at[len(pattern)]
+}
+
+// closeHashes marks, in at, the positions past every "#" reached: "#" may
+// match zero segments.
+func closeHashes(pattern []string, at []bool) {
+	for i, p := range pattern {
+		if at[i] && p == "#" {
+			at[i+1] = true
+		}
+	}
 }

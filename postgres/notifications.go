@@ -267,9 +267,25 @@ func (s *Notifications) RecordEvent(ctx context.Context, e event.Event, status n
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("record event %s: %w", e.ID, err)
+		err = fmt.Errorf("record event %s: %w", e.ID, err)
+		if refusedData(err) {
+			// The same event would be refused again on every retry and hold
+			// its partition forever: let the consumer set it aside.
+			return false, event.Unprocessable(err)
+		}
+		return false, err
 	}
 	return created, nil
+}
+
+// refusedData reports whether PostgreSQL refused err's statement for the
+// values in it, not for its own state: a data exception (SQLSTATE class 22:
+// a NUL byte or invalid UTF-8 in text, a value out of range) or a program
+// limit (class 54: an index entry over its size). event.Event.Validate
+// keeps out the ones known; this catches any that slip past it.
+func refusedData(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54"))
 }
 
 // deliveryColumns are the columns scanDelivery reads, in its order.

@@ -14,14 +14,18 @@ import (
 
 // ValidateURL checks a webhook URL when a subscription is created, so that
 // a bad one is refused then rather than failing every delivery: absolute,
-// https (http only to a loopback host, and only when allowHTTPLoopback, for
+// https (http only to a loopback host, and only when allowPrivate, for
 // development and tests), no user info (credentials in a URL end up in
-// logs), a port, if any, in 1-65535, no fragment. The error is an
-// eventflow.EINVALID *eventflow.Error.
+// logs), a port, if any, in 1-65535, no fragment. Unless allowPrivate, a
+// host that is an IP address must be a public one (not loopback, private,
+// link-local …, as the Sender's dialer rules), "localhost" and its
+// subdomains are refused, and so is a host that only looks like a name but
+// that other software reads as an IPv4 address (2130706433, 0x7f000001,
+// 127.1, 0177.0.0.1). The error is an eventflow.EINVALID *eventflow.Error.
 //
 // It does not resolve the host: the address is checked when the Sender
 // connects, where DNS answers cannot change under it.
-func ValidateURL(raw string, allowHTTPLoopback bool) error {
+func ValidateURL(raw string, allowPrivate bool) error {
 	invalid := func(format string, args ...any) error {
 		return eventflow.Errorf(eventflow.EINVALID, "webhook url: "+format, args...)
 	}
@@ -55,14 +59,45 @@ func ValidateURL(raw string, allowHTTPLoopback bool) error {
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "https":
-		return nil
 	case "http":
-		if allowHTTPLoopback && loopbackHost(host) {
-			return nil
+		if !allowPrivate || !loopbackHost(host) {
+			return invalid("must use https")
 		}
-		return invalid("must use https")
+	default:
+		return invalid("scheme %q: must be https", u.Scheme)
 	}
-	return invalid("scheme %q: must be https", u.Scheme)
+	if allowPrivate {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if !publicAddr(a) {
+			return invalid("%s is not a public address", a)
+		}
+		return nil
+	}
+	if loopbackHost(host) {
+		return invalid("%s is this machine", host)
+	}
+	if endsInNumber(host) {
+		return invalid("host %q reads as an IPv4 address; write a public address in dotted decimal, or a name", host)
+	}
+	return nil
+}
+
+// endsInNumber reports whether the last label of host is a number, decimal
+// or 0x-hexadecimal: the WHATWG URL rule by which browsers, curl and many
+// resolvers read such a host as an IPv4 address in some legacy notation.
+func endsInNumber(host string) bool {
+	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
+	last := strings.ToLower(labels[len(labels)-1])
+	if hex, ok := strings.CutPrefix(last, "0x"); ok {
+		last = hex
+		if last == "" {
+			return true
+		}
+		return strings.Trim(last, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
 // loopbackHost reports whether host names this machine without DNS help.
