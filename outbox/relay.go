@@ -170,7 +170,11 @@ func (r *Relay) relayBatch(ctx context.Context) (bool, error) {
 	}
 	r.cfg.Metrics.published(len(events), time.Since(start))
 	if !r.cfg.DeleteBeforePublish {
-		if err := r.store.Delete(publishCtx, seqs); err != nil {
+		// The delete gets a moment of its own: a publish that used up the
+		// lease must not leave its acknowledged batch to be published again.
+		deleteCtx, cancelDelete := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancelDelete()
+		if err := r.store.Delete(deleteCtx, seqs); err != nil {
 			return false, fmt.Errorf("delete %d published records: %w", len(seqs), err)
 		}
 	}
