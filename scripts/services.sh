@@ -252,6 +252,10 @@ kafka_jvm_opts() {
     "-Dlog4j2.configurationFile=$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
 }
 
+# kafka_cluster_id: a fresh cluster id, 16 random bytes in base64url without
+# padding (what `kafka-storage random-uuid` prints), without starting a JVM.
+kafka_cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+
 kafka_metadata_ok() {
   timeout 10 kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 5 >/dev/null 2>&1
 }
@@ -299,10 +303,8 @@ start_kafka() {
     kafka_libs >/dev/null
     write_kafka_props
     if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
-      # A fresh cluster id: 16 random bytes, base64url without padding (what
-      # `kafka-storage random-uuid` prints), without starting a JVM for it.
       local cluster_id
-      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+      cluster_id=$(kafka_cluster_id)
       log "kafka: formatting storage (cluster id $cluster_id)"
       rm -rf "$KAFKA_DATA"
       local -a jvm
@@ -463,4 +465,8 @@ main() {
   esac
 }
 
-main "$@"
+# Run as a command; when sourced (scripts/kafka-cluster.sh does, for the
+# helpers and the Kafka jar cache above), define everything and run nothing.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # eventflow's full test tier: real PostgreSQL, Apache Kafka and Mailpit.
 #   1. install what is missing (scripts/install-deps.sh)
-#   2. start the services fresh (scripts/services.sh), export their addresses
+#   2. start the services fresh (scripts/services.sh) and a three-broker Kafka
+#      cluster (scripts/kafka-cluster.sh), export their addresses
 #   3. go test ./... with EVENTFLOW_TEST_FULL=1
 #   4. go test -race on RACE_PKGS
-# The services are always stopped on exit. Exits non-zero if a service cannot
-# start or any test fails.
+#   5. every fuzz target for FUZZTIME (scripts/fuzz.sh)
+# The services and the cluster are always stopped on exit. Exits non-zero if
+# a service cannot start or any test fails.
 #
 #   GOTEST_FLAGS  extra flags for step 3 (e.g. "-v -run TestOutbox")
 #   RACE_PKGS     packages for step 4 (default ./...; empty string skips it)
+#   FUZZTIME      time per fuzz target in step 5 (default 5s; 0 skips it)
 #   EVENTFLOW_KEEP_SERVICES=1  keep the state of a previous run instead of
 #                 starting from empty data (the default wipes it first)
 set -euo pipefail
@@ -17,7 +20,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
 SERVICES="$ROOT/scripts/services.sh"
+CLUSTER="$ROOT/scripts/kafka-cluster.sh"
 RACE_PKGS="${RACE_PKGS-./...}"
+FUZZTIME="${FUZZTIME:-5s}"
 
 phase() { printf '\n===== [%s] %s\n' "$(date '+%F %T')" "$*"; }
 
@@ -25,6 +30,7 @@ phase() { printf '\n===== [%s] %s\n' "$(date '+%F %T')" "$*"; }
 cleanup() {
   local rc=$?
   phase "stopping services"
+  "$CLUSTER" stop || true
   "$SERVICES" stop || true
   phase "done (exit $rc)"
   exit "$rc"
@@ -40,21 +46,33 @@ trap 'exit 143' TERM
 phase "starting services"
 if [[ ${EVENTFLOW_KEEP_SERVICES:-} != 1 ]]; then
   "$SERVICES" clean
+  "$CLUSTER" clean
 fi
 "$SERVICES" start
+"$CLUSTER" start
 eval "$("$SERVICES" env)"
+eval "$("$CLUSTER" env)"
 export EVENTFLOW_TEST_FULL=1
 "$SERVICES" env
+"$CLUSTER" env
 
 rc=0
 phase "go test ./... ${GOTEST_FLAGS:-}"
 # shellcheck disable=SC2086  # GOTEST_FLAGS is a list of flags
 go test -count=1 -timeout 25m ${GOTEST_FLAGS:-} ./... || rc=$?
+# Only TestKafkaClusterLosesNothing uses the cluster, and it skips under
+# -race: give its three JVMs' CPU and memory back to the steps below.
+"$CLUSTER" stop || true
 
 if [[ -n $RACE_PKGS ]]; then
   phase "go test -race $RACE_PKGS"
   # shellcheck disable=SC2086  # RACE_PKGS is a list of packages
   go test -count=1 -race -timeout 25m $RACE_PKGS || rc=$?
+fi
+
+if [[ $FUZZTIME != 0 ]]; then
+  phase "fuzzing each target for $FUZZTIME"
+  FUZZTIME="$FUZZTIME" "$ROOT/scripts/fuzz.sh" || rc=$?
 fi
 
 phase "tests finished (status $rc)"
