@@ -2,10 +2,14 @@
 #   make run            run eventflow with its embedded defaults
 #   make test           full test tier: real PostgreSQL, Kafka, Mailpit (scripts/test.sh)
 #   make test-quick     unit/embedded tests only, no external services
+#   make fuzz           every fuzz target for FUZZTIME each (default 10s; scripts/fuzz.sh)
 #   make services-up    start the test services (scripts/services.sh start)
 #   make services-down  stop them
+#   make chaos          fault-injection suite: each fault alone, mixed, and the guarantee table (scripts/chaos.sh full)
+#   make chaos-short    every fault once in one run, as CI runs it (scripts/chaos.sh short)
+#   make chaos-table    the delivery-guarantee table (scripts/chaos.sh table)
 
-.PHONY: run test test-quick services-up services-down services-status
+.PHONY: run test test-quick fuzz services-up services-down services-status chaos chaos-short chaos-table
 
 run:
 	go run ./cmd/eventflow
@@ -15,6 +19,9 @@ test:
 
 test-quick:
 	go test ./...
+
+fuzz:
+	scripts/fuzz.sh
 
 services-up:
 	scripts/install-deps.sh
@@ -26,3 +33,12 @@ services-down:
 
 services-status:
 	scripts/services.sh status
+
+chaos:
+	scripts/chaos.sh full
+
+chaos-short:
+	scripts/chaos.sh short
+
+chaos-table:
+	scripts/chaos.sh table

@@ -40,9 +40,9 @@ type ConsumerConfig struct {
 	Logger     *slog.Logger
 }
 
-// Consumer reads events with read_committed isolation and commits offsets by
-// hand, only after the handler has finished with the records below them, so
-// that a crash re-reads what was not done rather than skipping it.
+// Consumer reads events with read_committed isolation and commits the
+// offsets only of records the handler has finished with, so that a crash
+// re-reads what was not done rather than skipping it.
 type Consumer struct {
 	cfg     ConsumerConfig
 	client  *kgo.Client
@@ -66,12 +66,13 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		// Only records marked with MarkCommitRecords, which handleRecord
-		// has finished, are ever committed: by commit after each poll, by
-		// commitOnRevoke, and every few seconds in between. (With
+		// Only records marked with MarkCommitRecords, once handled, are
+		// ever committed: in the background every second, by
+		// commitOnRevoke before partitions move, and at shutdown. (With
 		// DisableAutoCommit instead, franz-go ignores marks, and
 		// CommitMarkedOffsets commits nothing at all.)
 		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
 		// Rebalances wait until the records of a poll are handled and
 		// committed, so a partition never moves with work half done.
 		kgo.BlockRebalanceOnPoll(),
@@ -120,7 +121,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			wg.Go(func() { c.handlePartition(ctx, p) })
 		})
 		wg.Wait()
-		c.commit()
+		// No commit here: a commit waits for any rebalance in progress to
+		// finish, and the rebalance waits for this AllowRebalance, so the
+		// two would wait for each other until the commit timed out; and
+		// while a rebalance waits for a dead member, every poll would.
+		// The marks are committed in the background instead.
 		c.client.AllowRebalance()
 	}
 }

@@ -6,12 +6,14 @@
 #   3. go test ./... with EVENTFLOW_TEST_FULL=1
 #   4. go test -race on RACE_PKGS
 #   5. every fuzz target for FUZZTIME (scripts/fuzz.sh)
+#   6. the fault-injection suite's short form (scripts/chaos.sh short)
 # The services and the cluster are always stopped on exit. Exits non-zero if
 # a service cannot start or any test fails.
 #
 #   GOTEST_FLAGS  extra flags for step 3 (e.g. "-v -run TestOutbox")
 #   RACE_PKGS     packages for step 4 (default ./...; empty string skips it)
 #   FUZZTIME      time per fuzz target in step 5 (default 5s; 0 skips it)
+#   CHAOS         step 6: short (default), full, table, or none to skip it
 #   EVENTFLOW_KEEP_SERVICES=1  keep the state of a previous run instead of
 #                 starting from empty data (the default wipes it first)
 set -euo pipefail
@@ -73,6 +75,11 @@ fi
 if [[ $FUZZTIME != 0 ]]; then
   phase "fuzzing each target for $FUZZTIME"
   FUZZTIME="$FUZZTIME" "$ROOT/scripts/fuzz.sh" || rc=$?
+fi
+
+if [[ ${CHAOS:-short} != none ]]; then
+  phase "fault-injection suite (scripts/chaos.sh ${CHAOS:-short})"
+  "$ROOT/scripts/chaos.sh" "${CHAOS:-short}" || rc=$?
 fi
 
 phase "tests finished (status $rc)"
