@@ -162,7 +162,7 @@ func TestAtMostOnceLosesAFailedBatch(t *testing.T) {
 func TestOneRelayPublishesAtATime(t *testing.T) {
 	ord, ob := newStores(t)
 	pub := &recorder{delay: 5 * time.Millisecond}
-	cfg := outbox.RelayConfig{BatchSize: 5, PollInterval: 10 * time.Millisecond, LeaseTTL: 300 * time.Millisecond}
+	cfg := outbox.RelayConfig{BatchSize: 5, PollInterval: 10 * time.Millisecond, LeaseTTL: time.Second}
 	cfg.Holder = "a"
 	stopA := runRelay(t, ob, pub, cfg)
 	cfg.Holder = "b"

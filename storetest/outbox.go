@@ -132,7 +132,10 @@ func testOutboxBacklog(t *testing.T, s stores) {
 // once the lease expired; only the holder releases it; leases of different
 // names are independent.
 func testLease(t *testing.T, s stores) {
-	const ttl = 500 * time.Millisecond
+	// Generous times, so that a loaded machine (the race detector, other
+	// packages' tests in parallel) cannot make one call late enough to
+	// cross a lease boundary.
+	const ttl = 2 * time.Second
 	acquire := func(name, holder string, want bool) {
 		t.Helper()
 		got, err := s.outbox.AcquireLease(t.Context(), name, holder, ttl)
@@ -147,14 +150,14 @@ func testLease(t *testing.T, s stores) {
 		}
 	}
 
-	acquire("relay", "a", true) // expires at 0.5 s
+	acquire("relay", "a", true) // expires at 2 s
 	acquire("relay", "b", false)
-	time.Sleep(300 * time.Millisecond)
-	acquire("relay", "a", true) // renewed: expires at 0.8 s
-	time.Sleep(300 * time.Millisecond)
-	acquire("relay", "b", false) // at 0.6 s: the first term is over, the renewal is not
-	time.Sleep(400 * time.Millisecond)
-	acquire("relay", "b", true) // at 1 s: a's lease expired
+	time.Sleep(1200 * time.Millisecond)
+	acquire("relay", "a", true) // renewed: expires at 3.2 s
+	time.Sleep(1200 * time.Millisecond)
+	acquire("relay", "b", false) // at 2.4 s: the first term is over, the renewal is not
+	time.Sleep(1600 * time.Millisecond)
+	acquire("relay", "b", true) // at 4 s: a's lease expired
 	acquire("relay", "a", false)
 
 	release("relay", "a") // not the holder: nothing happens
