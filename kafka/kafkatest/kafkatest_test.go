@@ -155,7 +155,7 @@ func TestCreateTopicAndConsume(t *testing.T) {
 
 		// Asking for more than there is fails within the timeout.
 		start := time.Now()
-		o := run(t, func(tb testing.TB) { kafkatest.Consume(tb, brokers, topic, 2, 500*time.Millisecond) })
+		o := run(t, func(tb testing.TB) { kafkatest.Consume(tb, brokers, topic, 2, 3*time.Second) }) // time enough, even under -race on a busy machine, to read the one record there is
 		if !o.failed || !strings.Contains(o.msg, "read 1 of 2 records") {
 			t.Errorf("got %+v, want a failure after reading 1 of 2", o)
 		}
