@@ -8,8 +8,10 @@
 #   make chaos          fault-injection suite: each fault alone, mixed, and the guarantee table (scripts/chaos.sh full)
 #   make chaos-short    every fault once in one run, as CI runs it (scripts/chaos.sh short)
 #   make chaos-table    the delivery-guarantee table (scripts/chaos.sh table)
+#   make bench          every benchmark stage with its same-run baseline, real stack then embedded (scripts/bench.sh)
+#   make bench-soak     ten minutes at half the measured maximum, watching memory, goroutines and files
 
-.PHONY: run test test-quick fuzz services-up services-down services-status chaos chaos-short chaos-table
+.PHONY: run test test-quick fuzz services-up services-down services-status chaos chaos-short chaos-table bench bench-soak
 
 run:
 	go run ./cmd/eventflow
@@ -42,3 +44,9 @@ chaos-short:
 
 chaos-table:
 	scripts/chaos.sh table
+
+bench:
+	scripts/bench.sh
+
+bench-soak:
+	STACKS=real STAGES=intake,relay,notifier,soak scripts/bench.sh

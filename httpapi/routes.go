@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -38,4 +39,9 @@ func addRoutes(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /readyz", handleReadyz(cfg.Checks, cfg.Logger))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	mux.Handle("GET /openapi.json", handleOpenAPI())
+	if cfg.Pprof {
+		mux.Handle("GET /debug/pprof/", key(apikey.Admin, http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/profile", key(apikey.Admin, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/trace", key(apikey.Admin, http.HandlerFunc(pprof.Trace)))
+	}
 }

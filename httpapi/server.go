@@ -51,6 +51,9 @@ type Config struct {
 	// Keys are the API keys the /v1 routes require; nil turns access
 	// control off (serve allows that only on loopback).
 	Keys *apikey.Set
+	// Pprof serves Go's profiles under /debug/pprof/ (an admin key's
+	// when access control is on): for measuring, off by default.
+	Pprof bool
 }
 
 // NewHandler returns the API's handler with its middleware.
