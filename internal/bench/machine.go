@@ -12,15 +12,15 @@ import (
 
 // Machine is what a run ran on: figures mean nothing without it.
 type Machine struct {
-	Host     string `json:"host"`
-	CPU      string `json:"cpu"`
-	Cores    int    `json:"cores"`
+	Host     string  `json:"host"`
+	CPU      string  `json:"cpu"`
+	Cores    int     `json:"cores"`
 	MemoryGB float64 `json:"memory_gib"`
-	Kernel   string `json:"kernel"`
-	Go       string `json:"go"`
-	Commit   string `json:"eventflow_commit,omitempty"`
-	Postgres string `json:"postgresql,omitempty"`
-	Kafka    string `json:"kafka,omitempty"`
+	Kernel   string  `json:"kernel"`
+	Go       string  `json:"go"`
+	Commit   string  `json:"eventflow_commit,omitempty"`
+	Postgres string  `json:"postgresql,omitempty"`
+	Kafka    string  `json:"kafka,omitempty"`
 }
 
 func describeMachine(ctx context.Context, cfg *Config) Machine {
