@@ -33,12 +33,27 @@ type ConsumerConfig struct {
 	// the record to the dead-letter topic; any other error is retried with
 	// backoff, holding back that partition until it succeeds.
 	Handle func(context.Context, event.Event) error
+	// HandleBatch, if set, handles consecutive events of one partition
+	// together, all or none (the notifier records them in one transaction):
+	// one commit per batch instead of one per event. An error marked
+	// event.Unprocessable makes the consumer fall back to Handle, event by
+	// event, to set aside just the one that cannot be handled; any other
+	// error is retried with backoff, as with Handle.
+	HandleBatch func(context.Context, []event.Event) error
+	// BatchSize bounds the events given to HandleBatch at once;
+	// DefaultBatchSize when zero.
+	BatchSize int
 	// Hooks observe the client, such as kprom metrics.
 	Hooks []kgo.Hook
 	// Registerer receives the consumer's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
+
+// DefaultBatchSize is the ConsumerConfig.BatchSize when zero: big enough
+// that a batch's commit is a small part of its cost, small enough that a
+// retried batch redoes little.
+const DefaultBatchSize = 256
 
 // Consumer reads events with read_committed isolation and commits the
 // offsets only of records the handler has finished with, so that a crash
@@ -58,6 +73,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
 	}
 	c := &Consumer{cfg: cfg, log: cfg.Logger.With("component", "consumer", "group", cfg.Group), metrics: newConsumerMetrics(cfg.Registerer)}
 	var err error
@@ -143,25 +161,114 @@ func (c *Consumer) handlePartition(ctx context.Context, p kgo.FetchTopicPartitio
 		end = p.HighWatermark
 	}
 	lag.Set(float64(max(end-p.Records[0].Offset, 0)))
+	done := func(recs ...*kgo.Record) {
+		c.client.MarkCommitRecords(recs...)
+		lag.Set(float64(max(end-recs[len(recs)-1].Offset-1, 0)))
+	}
+	// Consecutive good records gather into a batch; a bad one first ends
+	// the batch, so that records are still finished in offset order.
+	var (
+		batch []event.Event
+		recs  []*kgo.Record
+	)
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		if !c.handleBatch(ctx, batch, recs, done) {
+			return false
+		}
+		batch, recs = batch[:0], recs[:0]
+		return true
+	}
 	for _, rec := range p.Records {
-		if !c.handleRecord(ctx, rec) {
+		e, err := c.decode(rec)
+		if err == nil && c.cfg.HandleBatch != nil {
+			batch, recs = append(batch, e), append(recs, rec)
+			if len(batch) >= c.cfg.BatchSize && !flush() {
+				return
+			}
+			continue
+		}
+		if !flush() {
 			return // shutting down: leave the rest uncommitted for the next owner
 		}
-		c.client.MarkCommitRecords(rec)
-		lag.Set(float64(max(end-rec.Offset-1, 0)))
+		var ok bool
+		if err != nil {
+			ok = c.deadLetter(ctx, rec, fmt.Errorf("undecodable or invalid event: %w", err))
+		} else {
+			ok = c.handleEvent(ctx, rec, e)
+		}
+		if !ok {
+			return
+		}
+		done(rec)
 	}
+	flush()
 }
 
-// handleRecord decodes and handles one record, or sets it aside in the
-// dead-letter topic. It reports false only when ctx ended first.
-func (c *Consumer) handleRecord(ctx context.Context, rec *kgo.Record) bool {
+// decode decodes and validates a record.
+func (c *Consumer) decode(rec *kgo.Record) (event.Event, error) {
 	e, err := DecodeRecord(rec)
 	if err == nil && c.cfg.Validate != nil {
 		err = c.cfg.Validate(&e)
 	}
-	if err != nil {
-		return c.deadLetter(ctx, rec, fmt.Errorf("undecodable or invalid event: %w", err))
+	return e, err
+}
+
+// handleBatch handles events (of recs) with HandleBatch, retrying it until
+// it succeeds, and calls done with the records once they are finished. If
+// the batch is unprocessable it handles the events one by one instead. It
+// reports false only when ctx ended first.
+func (c *Consumer) handleBatch(ctx context.Context, events []event.Event, recs []*kgo.Record, done func(...*kgo.Record)) bool {
+	if len(events) == 1 {
+		if !c.handleEvent(ctx, recs[0], events[0]) {
+			return false
+		}
+		done(recs[0])
+		return true
 	}
+	for attempt := 1; ; attempt++ {
+		err := c.safeHandleBatch(ctx, events)
+		switch {
+		case err == nil:
+			c.metrics.records.WithLabelValues("handled").Add(float64(len(events)))
+			done(recs...)
+			return true
+		case ctx.Err() != nil:
+			return false
+		case event.IsUnprocessable(err):
+			c.log.Warn("batch unprocessable; handling its events one by one", "events", len(events), "err", err)
+			for i, e := range events {
+				if !c.handleEvent(ctx, recs[i], e) {
+					return false
+				}
+				done(recs[i])
+			}
+			return true
+		}
+		c.metrics.records.WithLabelValues("retried").Add(float64(len(events)))
+		c.log.Warn("handling a batch failed; retrying", "events", len(events), "first", events[0].ID, "attempt", attempt, "err", err)
+		if !backoff.Sleep(ctx, backoff.Jittered(attempt, 200*time.Millisecond, 10*time.Second)) {
+			return false
+		}
+	}
+}
+
+// safeHandleBatch runs the batch handler, turning a panic into an
+// unprocessable batch, which is then handled event by event.
+func (c *Consumer) safeHandleBatch(ctx context.Context, events []event.Event) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = event.Unprocessable(fmt.Errorf("batch handler panicked: %v", v))
+		}
+	}()
+	return c.cfg.HandleBatch(ctx, events)
+}
+
+// handleEvent handles the decoded event of rec, or sets rec aside in the
+// dead-letter topic. It reports false only when ctx ended first.
+func (c *Consumer) handleEvent(ctx context.Context, rec *kgo.Record, e event.Event) bool {
 	for attempt := 1; ; attempt++ {
 		err := c.safeHandle(ctx, e)
 		switch {

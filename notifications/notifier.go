@@ -54,51 +54,87 @@ func NewNotifier(store Store, matcher *Matcher, reg prometheus.Registerer, cfg N
 // that could not be done (the database is unreachable, say): the consumer
 // then retries the same event rather than skipping it.
 func (n *Notifier) HandleEvent(ctx context.Context, e event.Event) error {
-	now := n.cfg.Now().UTC().Truncate(time.Microsecond)
-	if n.cfg.EventTTL > 0 && now.Sub(e.Time) > n.cfg.EventTTL {
-		if _, err := n.store.RecordEvent(ctx, e, InboxExpired, nil); err != nil {
-			return fmt.Errorf("record expired event %s: %w", e.ID, err)
-		}
-		n.metrics.events.WithLabelValues("expired").Inc()
-		n.cfg.Logger.Info("skipped an event past its time to live", "event", e.ID, "type", e.Type, "age", now.Sub(e.Time))
+	return n.HandleEvents(ctx, []event.Event{e})
+}
+
+// HandleEvents records events and their deliveries in one transaction, so
+// that a batch costs one commit rather than one per event: all are
+// recorded or, on an error, none is and the consumer retries the batch.
+// An error marked event.Unprocessable means some event of the batch is
+// refused by the store; the consumer then handles the events one by one to
+// set that one aside.
+func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error {
+	if len(events) == 0 {
 		return nil
 	}
-	subs, err := n.matcher.Match(ctx, e)
-	if err != nil {
-		return err
-	}
-	deliveries := make([]Delivery, 0, len(subs))
-	for _, s := range subs {
-		id, err := uuid.NewV7()
+	now := n.cfg.Now().UTC().Truncate(time.Microsecond)
+	records := make([]EventRecord, 0, len(events))
+	for _, e := range events {
+		if n.cfg.EventTTL > 0 && now.Sub(e.Time) > n.cfg.EventTTL {
+			records = append(records, EventRecord{Event: e, Status: InboxExpired})
+			continue
+		}
+		subs, err := n.matcher.Match(ctx, e)
 		if err != nil {
 			return err
 		}
-		deliveries = append(deliveries, Delivery{
-			ID:             id.String(),
-			EventID:        e.ID,
-			EventType:      e.Type,
-			Subject:        e.Subject,
-			SubscriptionID: s.ID,
-			UserID:         s.UserID,
-			Channel:        s.Chan,
-			Address:        s.Address,
-			Status:         DeliveryPending,
-			NextAttemptAt:  now,
-			CreatedAt:      now,
-			UpdatedAt:      now,
-		})
+		deliveries := make([]Delivery, 0, len(subs))
+		for _, s := range subs {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return err
+			}
+			deliveries = append(deliveries, Delivery{
+				ID:             id.String(),
+				EventID:        e.ID,
+				EventType:      e.Type,
+				Subject:        e.Subject,
+				SubscriptionID: s.ID,
+				UserID:         s.UserID,
+				Channel:        s.Chan,
+				Address:        s.Address,
+				Status:         DeliveryPending,
+				NextAttemptAt:  now,
+				CreatedAt:      now,
+				UpdatedAt:      now,
+			})
+		}
+		records = append(records, EventRecord{Event: e, Status: InboxHandled, Deliveries: deliveries})
 	}
-	created, err := n.store.RecordEvent(ctx, e, InboxHandled, deliveries)
+	var (
+		created []bool
+		err     error
+	)
+	if len(records) == 1 {
+		// One event keeps the plain single-event path of the store.
+		var c bool
+		r := records[0]
+		c, err = n.store.RecordEvent(ctx, r.Event, r.Status, r.Deliveries)
+		created = []bool{c}
+	} else {
+		created, err = n.store.RecordEvents(ctx, records)
+	}
 	if err != nil {
-		return fmt.Errorf("record event %s: %w", e.ID, err)
+		if len(records) == 1 {
+			return fmt.Errorf("record event %s: %w", records[0].Event.ID, err)
+		}
+		return fmt.Errorf("record %d events: %w", len(records), err)
 	}
-	if !created {
-		n.metrics.events.WithLabelValues("duplicate").Inc()
-		return nil
+	woke := false
+	for i, r := range records {
+		switch {
+		case r.Status == InboxExpired:
+			n.metrics.events.WithLabelValues("expired").Inc()
+			n.cfg.Logger.Info("skipped an event past its time to live", "event", r.Event.ID, "type", r.Event.Type, "age", now.Sub(r.Event.Time))
+		case !created[i]:
+			n.metrics.events.WithLabelValues("duplicate").Inc()
+		default:
+			n.metrics.events.WithLabelValues("handled").Inc()
+			n.metrics.deliveriesCreated.Add(float64(len(r.Deliveries)))
+			woke = woke || len(r.Deliveries) > 0
+		}
 	}
-	n.metrics.events.WithLabelValues("handled").Inc()
-	n.metrics.deliveriesCreated.Add(float64(len(deliveries)))
-	if len(deliveries) > 0 {
+	if woke {
 		n.cfg.Recorded()
 	}
 	return nil

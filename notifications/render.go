@@ -2,12 +2,15 @@ package notifications
 
 import (
 	"bytes"
+	"crypto/rand"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	htmltemplate "html/template"
 	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -32,7 +35,26 @@ type Renderer struct {
 	tokens    *Tokens
 	text      *texttemplate.Template
 	html      *htmltemplate.Template
+
+	// Every subscriber of an event gets the same email but for the
+	// unsubscribe token, so the bodies are rendered once per event, with
+	// placeholder where the token goes, and kept in bodies by event id.
+	// The placeholder is random, so no order data can spell it, and like a
+	// token it is base64url, which every template context writes as is.
+	placeholder string
+	mu          sync.Mutex
+	bodies      map[string]renderedEvent
 }
+
+// renderedEvent is the part of an email that is the same for every
+// subscriber of one event.
+type renderedEvent struct {
+	subject, text, html string
+}
+
+// maxRenderedEvents bounds the bodies kept; deliveries of one event are
+// created, and so claimed and sent, together, so a small cache serves.
+const maxRenderedEvents = 1024
 
 // NewRenderer parses the templates. from is the sender address; publicURL
 // is where unsubscribe links point.
@@ -49,7 +71,10 @@ func NewRenderer(from, publicURL string, tokens *Tokens) (*Renderer, error) {
 	if at := strings.LastIndex(from, "@"); at >= 0 {
 		domain = strings.Trim(from[at+1:], "> ")
 	}
-	return &Renderer{from: from, publicURL: publicURL, domain: domain, tokens: tokens, text: text, html: html}, nil
+	random := make([]byte, 24)
+	rand.Read(random)
+	return &Renderer{from: from, publicURL: publicURL, domain: domain, tokens: tokens, text: text, html: html,
+		placeholder: base64.RawURLEncoding.EncodeToString(random), bodies: map[string]renderedEvent{}}, nil
 }
 
 // orderView is what the templates see of an order event.
@@ -75,6 +100,55 @@ type itemView struct {
 
 // Email renders the email of a job.
 func (r *Renderer) Email(j Job) (Email, error) {
+	token := r.tokens.Token(j.Subscription.ID)
+	unsubscribe := r.publicURL + "/unsubscribe/" + token
+	body, err := r.eventBody(j.Event)
+	if err != nil {
+		return Email{}, err
+	}
+	return Email{
+		From:      r.from,
+		To:        j.Delivery.Address,
+		Subject:   strings.ReplaceAll(body.subject, r.placeholder, token),
+		Text:      strings.ReplaceAll(body.text, r.placeholder, token),
+		HTML:      strings.ReplaceAll(body.html, r.placeholder, token),
+		MessageID: j.Delivery.ID + "@" + r.domain,
+		Headers: map[string]string{
+			"List-Unsubscribe":        "<" + unsubscribe + ">",
+			"List-Unsubscribe-Post":   "List-Unsubscribe=One-Click",
+			"X-Eventflow-Event-Id":    j.Event.ID,
+			"X-Eventflow-Event-Type":  j.Event.Type,
+			"X-Eventflow-Delivery-Id": j.Delivery.ID,
+		},
+	}, nil
+}
+
+// eventBody returns the subject and bodies of e's emails, with the
+// placeholder for the unsubscribe token, from the cache when it has them.
+// Event ids are unique and an event never changes, so the id is the key.
+func (r *Renderer) eventBody(e event.Event) (renderedEvent, error) {
+	r.mu.Lock()
+	body, ok := r.bodies[e.ID]
+	r.mu.Unlock()
+	if ok {
+		return body, nil
+	}
+	body, err := r.render(e, r.placeholder)
+	if err != nil {
+		return renderedEvent{}, err
+	}
+	r.mu.Lock()
+	if len(r.bodies) >= maxRenderedEvents {
+		clear(r.bodies)
+	}
+	r.bodies[e.ID] = body
+	r.mu.Unlock()
+	return body, nil
+}
+
+// render renders e's subject and bodies for a subscriber whose unsubscribe
+// token is token (the placeholder, for the cache).
+func (r *Renderer) render(e event.Event, token string) (renderedEvent, error) {
 	var data struct {
 		ID             string `json:"id"`
 		Status         string `json:"status"`
@@ -88,51 +162,37 @@ func (r *Renderer) Email(j Job) (Email, error) {
 			UnitPrice int64  `json:"unit_price"`
 		} `json:"items"`
 	}
-	if err := json.Unmarshal(j.Event.Data, &data); err != nil {
-		return Email{}, fmt.Errorf("event data: %w", err)
+	if err := json.Unmarshal(e.Data, &data); err != nil {
+		return renderedEvent{}, fmt.Errorf("event data: %w", err)
 	}
 	v := orderView{
-		EventType:      j.Event.Type,
-		EventTime:      j.Event.Time,
+		EventType:      e.Type,
+		EventTime:      e.Time,
 		OrderID:        data.ID,
 		Status:         data.Status,
 		PreviousStatus: data.PreviousStatus,
 		Total:          formatMoney(data.Total, data.Currency),
 		Comment:        data.Comment,
-		UnsubscribeURL: r.publicURL + "/unsubscribe/" + r.tokens.Token(j.Subscription.ID),
+		UnsubscribeURL: r.publicURL + "/unsubscribe/" + token,
 	}
 	for _, it := range data.Items {
 		v.Items = append(v.Items, itemView{Name: it.Name, Quantity: it.Quantity, LineTotal: formatMoney(it.Quantity*it.UnitPrice, data.Currency)})
 	}
 	var err error
 	if v.Subject, err = r.define("subject", v); err != nil {
-		return Email{}, err
+		return renderedEvent{}, err
 	}
 	if v.Headline, err = r.define("headline", v); err != nil {
-		return Email{}, err
+		return renderedEvent{}, err
 	}
 	var text, html bytes.Buffer
 	if err := r.text.ExecuteTemplate(&text, "email.txt.tmpl", v); err != nil {
-		return Email{}, fmt.Errorf("render text: %w", err)
+		return renderedEvent{}, fmt.Errorf("render text: %w", err)
 	}
 	if err := r.html.ExecuteTemplate(&html, "email.html.tmpl", v); err != nil {
-		return Email{}, fmt.Errorf("render html: %w", err)
+		return renderedEvent{}, fmt.Errorf("render html: %w", err)
 	}
-	return Email{
-		From:      r.from,
-		To:        j.Delivery.Address,
-		Subject:   v.Subject,
-		Text:      text.String(),
-		HTML:      html.String(),
-		MessageID: j.Delivery.ID + "@" + r.domain,
-		Headers: map[string]string{
-			"List-Unsubscribe":        "<" + v.UnsubscribeURL + ">",
-			"List-Unsubscribe-Post":   "List-Unsubscribe=One-Click",
-			"X-Eventflow-Event-Id":    j.Event.ID,
-			"X-Eventflow-Event-Type":  j.Event.Type,
-			"X-Eventflow-Delivery-Id": j.Delivery.ID,
-		},
-	}, nil
+	return renderedEvent{subject: v.Subject, text: text.String(), html: html.String()}, nil
 }
 
 // define renders the per-type template "<kind>:<event type>", or

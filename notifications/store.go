@@ -37,6 +37,11 @@ type Store interface {
 	// it changes nothing and reports false: a redelivered event creates no
 	// new delivery.
 	RecordEvent(ctx context.Context, e event.Event, status InboxStatus, deliveries []Delivery) (bool, error)
+	// RecordEvents is RecordEvent for many events in ONE transaction: all
+	// are recorded or none is. created[i] says whether records[i] was new;
+	// an event already in the inbox, or an earlier record of the same
+	// event in records, creates nothing.
+	RecordEvents(ctx context.Context, records []EventRecord) (created []bool, err error)
 
 	// ClaimDeliveries claims up to limit pending deliveries due at now for
 	// sending, counting an attempt for each and hiding it from other claims
@@ -47,6 +52,9 @@ type Store interface {
 	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Job, error)
 	// MarkSent records that a delivery was accepted.
 	MarkSent(ctx context.Context, id string, at time.Time) error
+	// MarkSentBatch is MarkSent for many deliveries in one statement, each
+	// with its own time. Ids of no delivery are skipped, not an error.
+	MarkSentBatch(ctx context.Context, sent []SentMark) error
 	// MarkFailed records a failed attempt: the delivery is retried at next,
 	// or, when dead, stays dead with the error.
 	MarkFailed(ctx context.Context, id string, errText string, next time.Time, dead bool) error
@@ -63,6 +71,19 @@ type Store interface {
 	// Secret returns the named secret, creating it from newValue on first
 	// use, so every node sharing the database signs alike.
 	Secret(ctx context.Context, name string, newValue []byte) ([]byte, error)
+}
+
+// EventRecord is one event for RecordEvents: what RecordEvent takes.
+type EventRecord struct {
+	Event      event.Event
+	Status     InboxStatus
+	Deliveries []Delivery
+}
+
+// SentMark is one delivery for MarkSentBatch: accepted by the server at At.
+type SentMark struct {
+	ID string
+	At time.Time
 }
 
 var (

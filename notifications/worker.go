@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,12 @@ import (
 type WorkerConfig struct {
 	// Concurrency is how many deliveries are sent at once.
 	Concurrency int
+	// ClaimBatch is how many deliveries one claim may take beyond those
+	// being sent, queued for the senders: a claim is a transaction, so
+	// claiming many at once keeps it off the path of each send. Fewer are
+	// queued when sends are slow, so that a queued delivery is still sent
+	// well within its lease. DefaultClaimBatch when zero.
+	ClaimBatch int
 	// PollInterval is how often the workers look for due deliveries when
 	// nothing woke them (retries come due this way).
 	PollInterval time.Duration
@@ -36,6 +43,12 @@ type WorkerConfig struct {
 	Now         func() time.Time
 }
 
+// DefaultClaimBatch is WorkerConfig.ClaimBatch when zero.
+const DefaultClaimBatch = 256
+
+// maxMarkBatch bounds the deliveries one MarkSentBatch records.
+const maxMarkBatch = 1024
+
 // pausedRecheck is how often a delivery held by a paused subscription is
 // looked at again.
 const pausedRecheck = time.Minute
@@ -43,20 +56,40 @@ const pausedRecheck = time.Minute
 // Worker sends deliveries from the delivery records: by email or webhook,
 // with retries and backoff on temporary failures, dead on permanent ones.
 type Worker struct {
-	store    Store
-	render   *Renderer
-	email    EmailSender
-	webhook  WebhookSender
-	cfg      WorkerConfig
-	metrics  *workerMetrics
-	wake     chan struct{}
-	inFlight sync.WaitGroup
+	store   Store
+	render  *Renderer
+	email   EmailSender
+	webhook WebhookSender
+	cfg     WorkerConfig
+	metrics *workerMetrics
+	wake    chan struct{}
+
+	// outstanding counts the deliveries claimed and not yet finished
+	// (queued or being sent); sendNanos is a moving average of how long
+	// a send takes, which bounds how many may wait in the queue.
+	outstanding atomic.Int64
+	sendNanos   atomic.Int64
+}
+
+// claimedJob is a job in the queue, with the time its lease began.
+type claimedJob struct {
+	job       Job
+	claimedAt time.Time
+}
+
+// sentJob is a job the server accepted, waiting to be recorded as sent.
+type sentJob struct {
+	job Job
+	at  time.Time
 }
 
 // NewWorker returns a Worker. reg may be nil.
 func NewWorker(store Store, render *Renderer, email EmailSender, webhook WebhookSender, reg prometheus.Registerer, cfg WorkerConfig) *Worker {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.ClaimBatch <= 0 {
+		cfg.ClaimBatch = DefaultClaimBatch
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
@@ -100,35 +133,48 @@ func (w *Worker) Wake() {
 func (w *Worker) now() time.Time { return w.cfg.Now().UTC().Truncate(time.Microsecond) }
 
 // Run sends deliveries until ctx ends, then waits for the sends in flight.
+//
+// It is a pipeline of three stages, so that no send waits for the
+// database: one loop claims deliveries in batches into a queue;
+// Concurrency senders take them from the queue and send them; one recorder
+// marks the accepted ones sent, as many as have come in since its last
+// statement, in one statement. A delivery is recorded as sent only after
+// the server accepted it, and is sent only within half its lease from the
+// claim (the send's deadline), so another worker never sends it too.
 func (w *Worker) Run(ctx context.Context) error {
-	defer w.inFlight.Wait()
-	slots := make(chan struct{}, w.cfg.Concurrency)
+	queue := make(chan claimedJob, w.cfg.ClaimBatch+w.cfg.Concurrency)
+	sent := make(chan sentJob, w.cfg.ClaimBatch+w.cfg.Concurrency)
+	var senders, recorder sync.WaitGroup
+	recorder.Go(func() { w.record(ctx, sent) })
+	for range w.cfg.Concurrency {
+		senders.Go(func() { w.sendQueued(ctx, queue, sent) })
+	}
+	defer func() {
+		close(queue)
+		senders.Wait()
+		close(sent)
+		recorder.Wait()
+	}()
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for {
-		free := w.cfg.Concurrency - len(slots)
-		jobs, err := w.store.ClaimDeliveries(ctx, w.now(), free, w.cfg.Lease)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			w.cfg.Logger.Warn("claim deliveries", "err", err)
-		}
-		for _, j := range jobs {
-			slots <- struct{}{}
-			w.inFlight.Add(1)
-			go func() {
-				defer func() { <-slots; w.inFlight.Done(); w.Wake() }()
-				// A send is not cut short by shutdown (ending it midway
-				// would only make a retry), but it must end well within
-				// its lease, or another worker would send it too.
-				sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Lease/2)
-				defer cancel()
-				w.deliver(sendCtx, j)
-			}()
-		}
-		if len(jobs) == free && free > 0 {
-			continue // there may be more due
+		if limit := w.claimLimit(); limit > 0 {
+			now := w.now()
+			jobs, err := w.store.ClaimDeliveries(ctx, now, limit, w.cfg.Lease)
+			if ctx.Err() != nil {
+				w.release(jobs)
+				return nil
+			}
+			if err != nil {
+				w.cfg.Logger.Warn("claim deliveries", "err", err)
+			}
+			w.outstanding.Add(int64(len(jobs)))
+			for _, j := range jobs {
+				queue <- claimedJob{job: j, claimedAt: now} // never blocks: outstanding bounds it
+			}
+			if len(jobs) == limit {
+				continue // there may be more due
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -139,41 +185,146 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// deliver sends one job and records the outcome.
-func (w *Worker) deliver(ctx context.Context, j Job) {
+// claimLimit is how many deliveries to claim now, or 0 to wait: claims are
+// made only once there is room for half a batch, so that each takes many.
+// Room is ClaimBatch beyond the senders while sends are fast, and shrinks
+// when they are slow, so that the last one queued is still sent within a
+// quarter of the lease.
+func (w *Worker) claimLimit() int {
+	most := w.cfg.Concurrency + w.cfg.ClaimBatch
+	if avg := time.Duration(w.sendNanos.Load()); avg > 0 {
+		perSender := int64(w.cfg.Lease / 4 / avg)
+		most = int(min(int64(most), max(int64(w.cfg.Concurrency), int64(w.cfg.Concurrency)*perSender)))
+	}
+	room := most - int(w.outstanding.Load())
+	if room <= 0 || (room < min(w.cfg.ClaimBatch, most)/2 && w.outstanding.Load() > 0) {
+		return 0
+	}
+	return room
+}
+
+// sendQueued is one sender: it sends queued jobs until the queue is closed,
+// and passes the accepted ones to the recorder. At shutdown it releases the
+// jobs it has not started, rather than leave them to their lease.
+func (w *Worker) sendQueued(ctx context.Context, queue <-chan claimedJob, sent chan<- sentJob) {
+	for cj := range queue {
+		if ctx.Err() != nil {
+			w.release([]Job{cj.job})
+		} else {
+			// A send is not cut short by shutdown (ending it midway would
+			// only make a retry), but it must end well within its lease,
+			// counted from the claim, or another worker would send it too.
+			sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), cj.claimedAt.Add(w.cfg.Lease/2))
+			if w.deliver(sendCtx, cj.job) {
+				sent <- sentJob{job: cj.job, at: w.now()}
+			}
+			cancel()
+		}
+		w.outstanding.Add(-1)
+		w.Wake()
+	}
+}
+
+// release makes claimed jobs that were not sent due again at once, for this
+// or another worker; the attempt the claim counted stays counted.
+func (w *Worker) release(jobs []Job) {
+	for _, j := range jobs {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := w.store.MarkFailed(ctx, j.Delivery.ID, "not sent: released at shutdown", w.now(), false); err != nil {
+			w.cfg.Logger.Warn("release unsent delivery; it waits for its lease", "delivery", j.Delivery.ID, "err", err)
+		}
+		cancel()
+	}
+}
+
+// record marks accepted jobs sent until sent is closed, each statement
+// taking every job that came in while the previous one ran.
+func (w *Worker) record(ctx context.Context, sent <-chan sentJob) {
+	batch := make([]sentJob, 0, maxMarkBatch)
+	for first := range sent {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxMarkBatch {
+			select {
+			case j, ok := <-sent:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		w.markSent(context.WithoutCancel(ctx), batch)
+	}
+}
+
+// markSent records batch as sent, retrying briefly: a delivery sent and
+// not recorded is sent again after its lease.
+func (w *Worker) markSent(ctx context.Context, batch []sentJob) {
+	marks := make([]SentMark, len(batch))
+	for i, j := range batch {
+		marks[i] = SentMark{ID: j.job.Delivery.ID, At: j.at}
+	}
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		markCtx, cancel := context.WithTimeout(ctx, w.cfg.Lease/4)
+		err = w.store.MarkSentBatch(markCtx, marks)
+		cancel()
+		if err == nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
+	if err != nil {
+		// The messages went out but the records say pending: they will be
+		// sent again, with the same Message-ID / webhook-id. This is the
+		// one window no system can close; it is counted.
+		w.metrics.unrecorded.Add(float64(len(batch)))
+		w.cfg.Logger.Error("sent but could not record it; it will be sent again", "deliveries", len(batch), "first", batch[0].job.Delivery.ID, "err", err)
+		return
+	}
+	for _, j := range batch {
+		ch := string(j.job.Delivery.Channel)
+		w.metrics.deliveries.WithLabelValues(ch, "sent").Inc()
+		w.metrics.eventToSent.WithLabelValues(ch).Observe(j.at.Sub(j.job.Event.Time).Seconds())
+	}
+	// Later deliveries of the same subscription and subject wait for these.
+	w.Wake()
+}
+
+// deliver sends one job and records a failure; it reports whether the
+// server accepted the job, which the caller then records as sent.
+func (w *Worker) deliver(ctx context.Context, j Job) bool {
 	d := j.Delivery
 	switch {
 	case j.Subscription.ID == "":
 		w.finish(ctx, j, errors.New("not sent: the subscription was deleted"), true)
-		return
+		return false
 	case j.Subscription.Status == StatusUnsubscribed:
 		w.finish(ctx, j, errors.New("not sent: the subscriber unsubscribed"), true)
-		return
+		return false
 	case j.Subscription.Status == StatusPaused:
 		// Held, not dropped: resuming the subscription sends it.
 		if err := w.store.MarkFailed(ctx, d.ID, "held: the subscription is paused", w.now().Add(pausedRecheck), false); err != nil {
 			w.cfg.Logger.Error("hold delivery of a paused subscription", "delivery", d.ID, "err", err)
 		}
-		return
+		return false
 	}
 	start := time.Now()
 	err := w.send(ctx, j)
-	w.metrics.sendSeconds.WithLabelValues(string(d.Channel)).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	w.metrics.sendSeconds.WithLabelValues(string(d.Channel)).Observe(took.Seconds())
+	// An exponential moving average, weight 1/8: racy updates lose a
+	// sample now and then, which an average does not mind.
+	old := w.sendNanos.Load()
+	w.sendNanos.Store(old + (int64(took)-old)/8)
 	if err == nil {
-		if err := w.store.MarkSent(ctx, d.ID, w.now()); err != nil {
-			// The message went out but the record says pending: it will be
-			// sent again, with the same Message-ID / webhook-id. This is the
-			// one window no system can close; it is counted.
-			w.metrics.unrecorded.Inc()
-			w.cfg.Logger.Error("sent but could not record it; it will be sent again", "delivery", d.ID, "err", err)
-			return
-		}
-		w.metrics.deliveries.WithLabelValues(string(d.Channel), "sent").Inc()
-		w.metrics.eventToSent.WithLabelValues(string(d.Channel)).Observe(time.Since(j.Event.Time).Seconds())
-		return
+		return true
 	}
 	dead := IsPermanent(err) || d.Attempts >= w.cfg.MaxAttempts || w.now().Sub(d.CreatedAt) >= w.cfg.MaxAge
 	w.finish(ctx, j, err, dead)
+	return false
 }
 
 func (w *Worker) send(ctx context.Context, j Job) error {

@@ -278,6 +278,100 @@ func (s *Notifications) RecordEvent(ctx context.Context, e event.Event, status n
 	return created, nil
 }
 
+// RecordEvents implements notifications.Store with a constant number of
+// round trips whatever the batch size: one multi-row inbox INSERT that
+// returns the events it inserted, and one COPY of the deliveries of those.
+// Rows go in sorted by event id, so two notifiers recording overlapping
+// batches (during a rebalance) lock inbox rows in the same order and wait
+// for each other instead of deadlocking.
+func (s *Notifications) RecordEvents(ctx context.Context, records []notifications.EventRecord) ([]bool, error) {
+	created := make([]bool, len(records))
+	if len(records) == 0 {
+		return created, nil
+	}
+	order := make([]int, len(records))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(records[a].Event.ID, records[b].Event.ID) })
+	var (
+		ids, types, sources, subjects, schemas, traces, data, statuses []string
+		times                                                          []time.Time
+		seqs                                                           []int64
+	)
+	for _, i := range order {
+		e := records[i].Event
+		ids, types, sources, subjects = append(ids, e.ID), append(types, e.Type), append(sources, e.Source), append(subjects, e.Subject)
+		times, schemas, seqs = append(times, dbTime(e.Time)), append(schemas, e.DataSchema), append(seqs, e.Sequence)
+		traces, data, statuses = append(traces, e.TraceParent), append(data, string(e.Data)), append(statuses, string(records[i].Status))
+	}
+	err := pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
+		// The data goes as text and is cast row by row, as the single-row
+		// INSERT does, so that json refuses exactly what it refuses there.
+		rows, err := tx.Query(ctx, `
+			INSERT INTO inbox (event_id, type, source, subject, time, dataschema, sequence, traceparent, data, status)
+			SELECT u.event_id, u.type, u.source, u.subject, u.time, u.dataschema, u.sequence, u.traceparent, u.data::json, u.status
+			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bigint[],
+			              $8::text[], $9::text[], $10::text[])
+			       WITH ORDINALITY AS u(event_id, type, source, subject, time, dataschema, sequence, traceparent, data, status, n)
+			 ORDER BY u.n
+			ON CONFLICT (event_id) DO NOTHING
+			RETURNING event_id`,
+			ids, types, sources, subjects, times, schemas, seqs, traces, data, statuses)
+		if err != nil {
+			return fmt.Errorf("insert inbox records: %w", err)
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("insert inbox records: %w", err)
+		}
+		fresh := make(map[string]bool, len(inserted))
+		for _, id := range inserted {
+			fresh[id] = true
+		}
+		var copyRows [][]any
+		for i, r := range records {
+			// Only the first record of an event inserted now is new: a
+			// second one in the same batch is a redelivery.
+			if !fresh[r.Event.ID] {
+				continue
+			}
+			delete(fresh, r.Event.ID)
+			created[i] = true
+			for _, d := range r.Deliveries {
+				var sentAt *time.Time
+				if d.SentAt != nil {
+					t := dbTime(*d.SentAt)
+					sentAt = &t
+				}
+				copyRows = append(copyRows, []any{d.ID, d.EventID, d.EventType, d.Subject, d.SubscriptionID, d.UserID,
+					string(d.Channel), d.Address, string(d.Status), int32(d.Attempts), d.LastError, dbTime(d.NextAttemptAt),
+					dbTime(d.CreatedAt), dbTime(d.UpdatedAt), sentAt})
+			}
+		}
+		if len(copyRows) == 0 {
+			return nil
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"deliveries"}, []string{"id", "event_id", "event_type", "subject",
+			"subscription_id", "user_id", "channel", "address", "status", "attempts", "last_error", "next_attempt_at",
+			"created_at", "updated_at", "sent_at"}, pgx.CopyFromRows(copyRows))
+		if err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("record %d events: %w", len(records), err)
+		if refusedData(err) {
+			// Some event in the batch would be refused on every retry: the
+			// caller records them one by one to find it.
+			return nil, event.Unprocessable(err)
+		}
+		return nil, err
+	}
+	return created, nil
+}
+
 // refusedData reports whether PostgreSQL refused err's statement for the
 // values in it, not for its own state: a data exception (SQLSTATE class 22:
 // a NUL byte or invalid UTF-8 in text, a value out of range) or a program
@@ -300,6 +394,13 @@ const deliveryColumns = `id, event_id, event_type, subject, subscription_id, use
 // the later deliveries of its subscription and subject until it is sent or
 // dead: two of them are never out at once. A limit of zero or less claims
 // nothing; a lease under a microsecond is an error.
+//
+// The cost of a claim is kept to the rows it claims, however long the
+// activity log: the due deliveries are read in the order of the pending-only
+// deliveries_due index (longest due first), so the scan stops after limit
+// rows and never passes over sent ones or ones claimed and in flight (due
+// in the future); and the UPDATE finds the picked rows by primary key
+// rather than joining, which the planner would do by reading the table.
 func (s *Notifications) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]notifications.Job, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -316,12 +417,12 @@ func (s *Notifications) ClaimDeliveries(ctx context.Context, now time.Time, limi
 		           SELECT 1 FROM deliveries e
 		            WHERE e.subscription_id = d.subscription_id AND e.subject = d.subject
 		              AND e.status = 'pending' AND e.seq < d.seq)
-		     ORDER BY d.seq
+		     ORDER BY d.next_attempt_at
 		     LIMIT $3
 		       FOR UPDATE SKIP LOCKED
 		), claimed AS (
 		    UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2, updated_at = $1
-		      FROM due WHERE d.seq = due.seq
+		     WHERE d.seq = ANY (ARRAY(SELECT seq FROM due))
 		    RETURNING d.*
 		)
 		SELECT `+deliveryColumns+` FROM claimed ORDER BY seq`,
@@ -399,6 +500,30 @@ func (s *Notifications) MarkSent(ctx context.Context, id string, at time.Time) e
 	return s.changeDelivery(ctx, id, `
 		UPDATE deliveries SET status = 'sent', sent_at = $2, updated_at = $2, last_error = ''
 		 WHERE id = $1`, at)
+}
+
+// MarkSentBatch implements notifications.Store in one UPDATE joined to the
+// ids and times, so each delivery keeps the time its own message was
+// accepted. Ids that are not UUIDs cannot name a delivery and are skipped.
+func (s *Notifications) MarkSentBatch(ctx context.Context, sent []notifications.SentMark) error {
+	ids := make([]string, 0, len(sent))
+	times := make([]time.Time, 0, len(sent))
+	for _, m := range sent {
+		if eventflow.ValidUUID(m.ID) {
+			ids, times = append(ids, m.ID), append(times, dbTime(m.At))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.db.pool.Exec(ctx, `
+		UPDATE deliveries d SET status = 'sent', sent_at = m.at, updated_at = m.at, last_error = ''
+		  FROM unnest($1::uuid[], $2::timestamptz[]) AS m(id, at)
+		 WHERE d.id = m.id`, ids, times)
+	if err != nil {
+		return fmt.Errorf("mark %d deliveries sent: %w", len(ids), err)
+	}
+	return nil
 }
 
 // MarkFailed implements notifications.Store. Only a pending delivery

@@ -50,10 +50,25 @@ func replyCode(err error) int {
 	return 0
 }
 
-// beforeTransaction reports whether err happened before MAIL FROM, so that
-// nothing of the message reached the server and another connection may be
-// tried at once.
+// beforeTransaction reports whether err happened before the transaction
+// got under way, so that nothing of the message reached the server and
+// another connection may be tried at once: the session was found closed
+// before MAIL FROM, or MAIL FROM itself failed on the connection (no reply
+// at all) or met 421, the server closing the session.
 func beforeTransaction(err error) bool {
 	var se *mail.SendError
-	return errors.Is(err, errStale) || (errors.As(err, &se) && se.Reason == mail.ErrConnCheck)
+	if errors.Is(err, errStale) {
+		return true
+	}
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Reason {
+	case mail.ErrConnCheck:
+		return true
+	case mail.ErrSMTPMailFrom:
+		code := se.ErrorCode()
+		return code == 0 || code == 421
+	}
+	return false
 }

@@ -25,7 +25,18 @@ type conn struct {
 	mu   sync.Mutex
 	raw  net.Conn
 	dead bool
+
+	// lastUsed is when the session last carried a message (or was
+	// opened): only a session idle for longer is checked with NOOP first.
+	lastUsed time.Time
 }
+
+// noopAfter is how long a pooled session may be idle and still be used
+// without a NOOP first. A busy session skips the NOOP's round trip, one of
+// five per message; should the server have closed it all the same, MAIL
+// FROM fails before anything of the message was sent, and the message goes
+// out on a new session (see beforeTransaction).
+const noopAfter = time.Second
 
 // errStale says a pooled connection could not even be given a new deadline:
 // it is closed, and nothing of a message was sent on it.
@@ -42,6 +53,8 @@ func (s *Sender) dial(ctx context.Context) (*conn, error) {
 		// The reply to the data ends the transaction (RFC 5321 4.1.1.4), so
 		// go-mail's RSET after each success is a wasted round trip.
 		mail.WithoutRset(),
+		// send says NOOP itself, and only on a session idle for a while.
+		mail.WithoutNoop(),
 		mail.WithDialContextFunc(func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return s.connect(ctx, network, c)
 		}),
@@ -82,7 +95,7 @@ func (s *Sender) dial(ctx context.Context) (*conn, error) {
 		c.abort() // go-mail leaves the connection open when EHLO or STARTTLS fails
 		return nil, fmt.Errorf("smtp connect %s: %w", s.server.Addr(), err)
 	}
-	c.mc, c.sc = mc, sc
+	c.mc, c.sc, c.lastUsed = mc, sc, time.Now()
 	s.log.Debug("smtp connected", "addr", s.server.Addr())
 	return c, nil
 }
@@ -114,9 +127,10 @@ func (s *Sender) connect(ctx context.Context, network string, c *conn) (net.Conn
 	return tc, nil
 }
 
-// send sends msg on c, within the timeout and ctx. go-mail checks the
-// session with NOOP first, so a connection the server closed while idle
-// fails before the transaction starts (see beforeTransaction).
+// send sends msg on c, within the timeout and ctx. A session idle for
+// longer than noopAfter is checked with NOOP first, so a connection the
+// server closed while idle fails before the transaction starts (see
+// beforeTransaction).
 func (s *Sender) send(ctx context.Context, c *conn, msg *mail.Msg) error {
 	// Idle since its last use, the connection has an expired deadline,
 	// which would fail the NOOP.
@@ -124,7 +138,16 @@ func (s *Sender) send(ctx context.Context, c *conn, msg *mail.Msg) error {
 		return fmt.Errorf("smtp send: %w: %w", errStale, err)
 	}
 	stop := context.AfterFunc(ctx, c.abort)
-	err := c.mc.SendWithSMTPClient(c.sc, msg)
+	var err error
+	if time.Since(c.lastUsed) > noopAfter {
+		if nerr := c.sc.Noop(); nerr != nil {
+			err = fmt.Errorf("%w: noop: %w", errStale, nerr)
+		}
+	}
+	if err == nil {
+		err = c.mc.SendWithSMTPClient(c.sc, msg)
+		c.lastUsed = time.Now()
+	}
 	if !stop() && err != nil {
 		err = errors.Join(context.Cause(ctx), err)
 	}

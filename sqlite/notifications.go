@@ -245,55 +245,81 @@ func subscriptionNotFound(id string) error {
 
 // RecordEvent implements notifications.Store.
 func (s *Notifications) RecordEvent(ctx context.Context, e event.Event, status notifications.InboxStatus, deliveries []notifications.Delivery) (bool, error) {
-	created := false
+	var created bool
 	err := s.db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `
-			INSERT INTO inbox (event_id, type, source, subject, time, dataschema, sequence, traceparent, data, status, received_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (event_id) DO NOTHING`,
-			e.ID, e.Type, e.Source, e.Subject, formatTime(e.Time), e.DataSchema, e.Sequence, e.TraceParent,
-			string(e.Data), status, formatTime(time.Now()))
-		if err != nil {
-			return fmt.Errorf("insert inbox record: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("insert inbox record: %w", err)
-		}
-		if n == 0 {
-			return nil // handled before: the deliveries exist already
-		}
-		created = true
-		if len(deliveries) == 0 {
-			return nil
-		}
-		stmt, err := tx.PrepareContext(ctx, `
-			INSERT INTO deliveries (id, event_id, event_type, subject, subscription_id, user_id, channel, address,
-			                        status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return fmt.Errorf("insert deliveries: %w", err)
-		}
-		defer stmt.Close()
-		for _, d := range deliveries {
-			var sentAt *string
-			if d.SentAt != nil {
-				t := formatTime(*d.SentAt)
-				sentAt = &t
-			}
-			_, err := stmt.ExecContext(ctx, d.ID, d.EventID, d.EventType, d.Subject, d.SubscriptionID, d.UserID,
-				d.Channel, d.Address, d.Status, d.Attempts, d.LastError, formatTime(d.NextAttemptAt),
-				formatTime(d.CreatedAt), formatTime(d.UpdatedAt), sentAt)
-			if err != nil {
-				return fmt.Errorf("insert delivery %s: %w", d.ID, err)
-			}
-		}
-		return nil
+		var err error
+		created, err = recordEvent(ctx, tx, e, status, deliveries)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("record event %s: %w", e.ID, err)
 	}
 	return created, nil
+}
+
+// RecordEvents implements notifications.Store: the records one after
+// another, in one transaction.
+func (s *Notifications) RecordEvents(ctx context.Context, records []notifications.EventRecord) ([]bool, error) {
+	created := make([]bool, len(records))
+	err := s.db.inTx(ctx, func(tx *sql.Tx) error {
+		for i, r := range records {
+			var err error
+			if created[i], err = recordEvent(ctx, tx, r.Event, r.Status, r.Deliveries); err != nil {
+				return fmt.Errorf("record event %s: %w", r.Event.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record %d events: %w", len(records), err)
+	}
+	return created, nil
+}
+
+// recordEvent inserts e into the inbox and, if it was not there yet, its
+// deliveries, in tx. It reports whether e was new.
+func recordEvent(ctx context.Context, tx *sql.Tx, e event.Event, status notifications.InboxStatus, deliveries []notifications.Delivery) (bool, error) {
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO inbox (event_id, type, source, subject, time, dataschema, sequence, traceparent, data, status, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (event_id) DO NOTHING`,
+		e.ID, e.Type, e.Source, e.Subject, formatTime(e.Time), e.DataSchema, e.Sequence, e.TraceParent,
+		string(e.Data), status, formatTime(time.Now()))
+	if err != nil {
+		return false, fmt.Errorf("insert inbox record: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert inbox record: %w", err)
+	}
+	if n == 0 {
+		return false, nil // handled before: the deliveries exist already
+	}
+	if len(deliveries) == 0 {
+		return true, nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `
+		INSERT INTO deliveries (id, event_id, event_type, subject, subscription_id, user_id, channel, address,
+		                        status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return false, fmt.Errorf("insert deliveries: %w", err)
+	}
+	defer stmt.Close()
+	for _, d := range deliveries {
+		var sentAt *string
+		if d.SentAt != nil {
+			t := formatTime(*d.SentAt)
+			sentAt = &t
+		}
+		_, err := stmt.ExecContext(ctx, d.ID, d.EventID, d.EventType, d.Subject, d.SubscriptionID, d.UserID,
+			d.Channel, d.Address, d.Status, d.Attempts, d.LastError, formatTime(d.NextAttemptAt),
+			formatTime(d.CreatedAt), formatTime(d.UpdatedAt), sentAt)
+		if err != nil {
+			return false, fmt.Errorf("insert delivery %s: %w", d.ID, err)
+		}
+	}
+	return true, nil
 }
 
 // deliveryColumns are the columns scanDelivery reads, in its order.
@@ -421,6 +447,29 @@ func (s *Notifications) MarkSent(ctx context.Context, id string, at time.Time) e
 	return s.changeDelivery(ctx, id, `
 		UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?, last_error = ''
 		 WHERE id = ?`, formatTime(at), formatTime(at), id)
+}
+
+// MarkSentBatch implements notifications.Store in one transaction.
+func (s *Notifications) MarkSentBatch(ctx context.Context, sent []notifications.SentMark) error {
+	if len(sent) == 0 {
+		return nil
+	}
+	return s.db.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `
+			UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?, last_error = ''
+			 WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("mark deliveries sent: %w", err)
+		}
+		defer stmt.Close()
+		for _, m := range sent {
+			at := formatTime(m.At)
+			if _, err := stmt.ExecContext(ctx, at, at, m.ID); err != nil {
+				return fmt.Errorf("mark delivery %s sent: %w", m.ID, err)
+			}
+		}
+		return nil
+	})
 }
 
 // MarkFailed implements notifications.Store. Only a pending delivery

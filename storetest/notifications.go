@@ -39,10 +39,13 @@ func RunNotifications(t *testing.T, open func(t *testing.T) notifications.Store)
 		{"RecordEvent", testRecordEvent},
 		{"RecordEventIsAtomic", testRecordEventIsAtomic},
 		{"RecordEventKeepsTheEvent", testRecordEventKeepsTheEvent},
+		{"RecordEvents", testRecordEvents},
+		{"RecordEventsIsAtomic", testRecordEventsIsAtomic},
 		{"ClaimDue", testClaimDue},
 		{"ClaimInOrderPerSubject", testClaimInOrderPerSubject},
 		{"ClaimConcurrently", testClaimConcurrently},
 		{"MarkSentAndFailed", testMarkSentAndFailed},
+		{"MarkSentBatch", testMarkSentBatch},
 		{"RetryDelivery", testRetryDelivery},
 		{"Deliveries", testDeliveries},
 		{"DeliveryCounts", testDeliveryCounts},
@@ -723,6 +726,91 @@ func testRecordEventIsAtomic(t *testing.T, s notifications.Store) {
 	checkDeliveries(t, s, notifications.DeliveryFilter{}, twin, good)
 }
 
+// testRecordEvents: a batch records each new event and its deliveries, and
+// creates nothing for an event in the inbox already, nor for a second
+// record of an event earlier in the same batch; an expired event is kept
+// with no deliveries. The events claimed jobs carry are the ones recorded.
+func testRecordEvents(t *testing.T, s notifications.Store) {
+	s1 := newSubscription("alice", "alice@example.com")
+	s2 := newSubscription("auditor", "audit@example.com")
+	mustCreateSubscription(t, s, s1)
+	mustCreateSubscription(t, s, s2)
+	at := testTime()
+	if created, err := s.RecordEvents(t.Context(), nil); err != nil || len(created) != 0 {
+		t.Errorf("RecordEvents of nothing = %v, %v; want nothing, nil", created, err)
+	}
+	e1, _ := orderEvents("alice")
+	e2, _ := orderEvents("alice")
+	old, _ := orderEvents("alice")
+	expired, _ := orderEvents("alice")
+	dOld := newDelivery(old, s1, at)
+	mustRecord(t, s, old, dOld)
+
+	d1a, d1b := newDelivery(e1, s1, at), newDelivery(e1, s2, at)
+	d2 := newDelivery(e2, s1, at)
+	again, twice, late := newDelivery(old, s2, at), newDelivery(e1, s2, at), newDelivery(expired, s1, at)
+	created, err := s.RecordEvents(t.Context(), []notifications.EventRecord{
+		{Event: e2, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{d2}},
+		{Event: old, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{again}},
+		{Event: e1, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{d1a, d1b}},
+		{Event: expired, Status: notifications.InboxExpired},
+		{Event: e1, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{twice}},
+	})
+	if want := []bool{true, false, true, true, false}; err != nil || !slices.Equal(created, want) {
+		t.Fatalf("RecordEvents = %v, %v; want %v, nil", created, err, want)
+	}
+	for _, d := range []notifications.Delivery{d1a, d1b, d2, dOld} {
+		checkDelivery(t, getDelivery(t, s, d.ID), d)
+	}
+	for _, d := range []notifications.Delivery{again, twice} {
+		_, err := s.Delivery(t.Context(), d.ID)
+		checkCode(t, "Delivery offered with an event recorded before", err, eventflow.ENOTFOUND)
+	}
+	checkDeliveries(t, s, notifications.DeliveryFilter{EventID: e1.ID}, d1b, d1a)
+	checkDeliveries(t, s, notifications.DeliveryFilter{EventID: old.ID}, dOld)
+
+	// Recorded as expired, the event stays so.
+	if created, err := s.RecordEvent(t.Context(), expired, notifications.InboxHandled, []notifications.Delivery{late}); err != nil || created {
+		t.Errorf("RecordEvent of an event recorded as expired = %v, %v; want false, nil", created, err)
+	}
+	events := map[string]event.Event{e1.ID: e1, e2.ID: e2, old.ID: old}
+	jobs := claim(t, s, at, 10)
+	if len(jobs) != 4 {
+		t.Fatalf("claimed %d jobs, want 4", len(jobs))
+	}
+	for _, j := range jobs {
+		checkEvent(t, j.Event, events[j.Delivery.EventID])
+	}
+}
+
+// testRecordEventsIsAtomic: when one delivery of a batch cannot be created,
+// no event of the batch is recorded, so that recording them again can
+// succeed.
+func testRecordEventsIsAtomic(t *testing.T, s notifications.Store) {
+	sub := newSubscription("alice", "alice@example.com")
+	mustCreateSubscription(t, s, sub)
+	at := testTime()
+	good, _ := orderEvents("alice")
+	bad, _ := orderEvents("alice")
+	dGood, twin, second := newDelivery(good, sub, at), newDelivery(bad, sub, at), newDelivery(bad, sub, at)
+	created, err := s.RecordEvents(t.Context(), []notifications.EventRecord{
+		{Event: good, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{dGood}},
+		{Event: bad, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{twin, second}},
+	})
+	if err == nil {
+		t.Fatalf("RecordEvents with two deliveries of one event to one subscription = %v, nil; want an error", created)
+	}
+	checkDeliveries(t, s, notifications.DeliveryFilter{})
+	created, err = s.RecordEvents(t.Context(), []notifications.EventRecord{
+		{Event: good, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{dGood}},
+		{Event: bad, Status: notifications.InboxHandled, Deliveries: []notifications.Delivery{twin}},
+	})
+	if err != nil || !slices.Equal(created, []bool{true, true}) {
+		t.Fatalf("RecordEvents after a failed batch = %v, %v; want [true true], nil", created, err)
+	}
+	checkDeliveries(t, s, notifications.DeliveryFilter{}, twin, dGood)
+}
+
 // testRecordEventKeepsTheEvent: the event a claimed job carries is the
 // event recorded, every attribute, its time in UTC to the microsecond, its
 // data byte for byte (pinned: spacing, member order, a \u0000 escape and
@@ -1042,6 +1130,45 @@ func testMarkSentAndFailed(t *testing.T, s notifications.Store) {
 		checkCode(t, "MarkSent of a missing delivery", s.MarkSent(t.Context(), id, base), eventflow.ENOTFOUND)
 		checkCode(t, "MarkFailed of a missing delivery", s.MarkFailed(t.Context(), id, "x", base, false), eventflow.ENOTFOUND)
 	}
+}
+
+// testMarkSentBatch: each delivery of the batch is sent at its own time,
+// whatever its status, its last error cleared; ids of no delivery are
+// skipped; the deliveries not in the batch are left as they were.
+func testMarkSentBatch(t *testing.T, s notifications.Store) {
+	sub := newSubscription("alice", "alice@example.com")
+	mustCreateSubscription(t, s, sub)
+	base := testTime()
+	var ds []notifications.Delivery
+	for range 3 {
+		e, _ := orderEvents("alice")
+		d := newDelivery(e, sub, base)
+		mustRecord(t, s, e, d)
+		ds = append(ds, d)
+	}
+	checkClaimed(t, "the first claim", claim(t, s, base, 10), ds...)
+	if err := s.MarkFailed(t.Context(), ds[1].ID, "gave up", base, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSentBatch(t.Context(), nil); err != nil {
+		t.Errorf("MarkSentBatch of nothing: %v", err)
+	}
+	at0, at1 := base.Add(time.Second), base.Add(2*time.Second)
+	err := s.MarkSentBatch(t.Context(), []notifications.SentMark{
+		{ID: ds[0].ID, At: at0}, {ID: newID(), At: at0}, {ID: "not-a-uuid", At: at0}, {ID: ds[1].ID, At: at1},
+	})
+	if err != nil {
+		t.Fatalf("MarkSentBatch: %v", err)
+	}
+	for i, at := range []time.Time{at0, at1} {
+		want := claimed(ds[i], base)
+		want.Status, want.SentAt, want.UpdatedAt = notifications.DeliverySent, &at, at
+		if i == 1 {
+			want.NextAttemptAt = base // as the dead delivery's MarkFailed left it
+		}
+		checkDelivery(t, getDelivery(t, s, ds[i].ID), want)
+	}
+	checkDelivery(t, getDelivery(t, s, ds[2].ID), claimed(ds[2], base))
 }
 
 // testRetryDelivery: a dead delivery is made pending again, due at now,

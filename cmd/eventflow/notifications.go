@@ -120,6 +120,7 @@ func setUpNotifications(ctx context.Context, s notificationsSetup, apiCfg *httpa
 		DeadLetterTopic: cfg.DeadLetterTopic,
 		Validate:        s.schemas.Validate,
 		Handle:          notifier.HandleEvent,
+		HandleBatch:     notifier.HandleEvents,
 		Hooks:           []kgo.Hook{kprom.NewMetrics("eventflow_kafka", kprom.Subsystem("consumer"), kprom.Registerer(s.registry), kprom.Gatherer(s.registry))},
 		Registerer:      s.registry,
 		Logger:          s.log,
