@@ -35,6 +35,16 @@ type Backlog struct {
 type Store interface {
 	// Pending returns up to limit waiting records in Seq order.
 	Pending(ctx context.Context, limit int) ([]Record, error)
+	// PendingAfter returns up to limit waiting records with a Seq above
+	// after, in Seq order, provided that exactly held records with a Seq up
+	// to after wait: those the caller read already and has not deleted. If
+	// more wait, a record with a lower Seq committed late (a transaction
+	// that took its Seq earlier committed later); if fewer, another process
+	// deleted some. Either way it returns nothing, and the caller reads with
+	// Pending once it has deleted what it holds, so that no event overtakes
+	// an earlier one of the same order. The check and the read see one
+	// snapshot of the outbox.
+	PendingAfter(ctx context.Context, after int64, held, limit int) ([]Record, error)
 	// Delete removes published records; seqs that are gone already are ignored.
 	Delete(ctx context.Context, seqs []int64) error
 	// Backlog counts the waiting records.

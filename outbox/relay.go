@@ -14,7 +14,9 @@ import (
 
 // RelayConfig tunes a Relay.
 type RelayConfig struct {
-	// BatchSize bounds the records read and published at once.
+	// BatchSize bounds the records published at once, in one Kafka
+	// transaction under exactly-once. The relay holds up to two batches in
+	// memory: the one the broker takes and the next one, read meanwhile.
 	BatchSize int
 	// PollInterval is how often the relay looks for records when no commit
 	// woke it: the fallback for missed wake-ups and for writers in other
@@ -102,7 +104,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			leading, renewed = held, time.Now()
 		}
 		if leading {
-			more, err := r.relayBatch(ctx)
+			more, err := r.relayBatches(ctx, renewed.Add(r.cfg.LeaseTTL/3))
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -136,22 +138,93 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// relayBatch publishes one batch of waiting records and deletes them. It
-// reports whether a full batch was read, so more may be waiting.
-func (r *Relay) relayBatch(ctx context.Context) (bool, error) {
+// relayBatches publishes waiting records batch after batch until the outbox
+// holds no full batch, ctx ends, or renewBy passes (the lease is due for
+// renewal). It reports whether more may be waiting.
+//
+// While the broker takes one batch, the relay deletes the batch before it
+// (acknowledged already) and reads the one after it, so that the database's
+// round trips hide behind the broker's. Batches still go to the broker one at
+// a time and in Seq order, and a batch is deleted only once acknowledged.
+func (r *Relay) relayBatches(ctx context.Context, renewBy time.Time) (bool, error) {
+	if r.cfg.DeleteBeforePublish {
+		return r.relayBatchDeletingFirst(ctx)
+	}
+	batch, err := r.store.Pending(ctx, r.cfg.BatchSize)
+	if err != nil || len(batch) == 0 {
+		return false, err
+	}
+	var acked []int64 // the previous batch: acknowledged, not deleted yet
+	for {
+		ahead := make(chan readAhead, 1)
+		go func(acked []int64, after int64, held int) {
+			var ra readAhead
+			if ra.deleteErr = r.deletePublished(ctx, acked); ra.deleteErr == nil {
+				ra.next, ra.readErr = r.store.PendingAfter(ctx, after, held, r.cfg.BatchSize)
+			}
+			ahead <- ra
+		}(acked, batch[len(batch)-1].Seq, len(batch))
+		pubErr := r.publish(ctx, batch)
+		ra := <-ahead
+		if ra.deleteErr != nil {
+			// The previous batch, and this one if it went out, will be
+			// published again: consumers deduplicate by event id.
+			return false, ra.deleteErr
+		}
+		if pubErr != nil {
+			return false, pubErr
+		}
+		acked = seqs(batch)
+		if len(ra.next) > 0 && ra.readErr == nil && ctx.Err() == nil && time.Now().Before(renewBy) {
+			batch = ra.next
+			continue
+		}
+		if err := r.deletePublished(ctx, acked); err != nil {
+			return false, err
+		}
+		if ra.readErr != nil && ctx.Err() == nil {
+			return false, fmt.Errorf("read outbox ahead: %w", ra.readErr)
+		}
+		// An empty read-ahead after a full batch may mean a record below the
+		// batch committed late: Pending, from the start, finds it.
+		return len(batch) == r.cfg.BatchSize || len(ra.next) > 0, nil
+	}
+}
+
+// readAhead is what the database side of relayBatches did while the broker
+// took a batch.
+type readAhead struct {
+	deleteErr error
+	next      []Record
+	readErr   error
+}
+
+// relayBatchDeletingFirst deletes one batch of waiting records and then
+// publishes it: the at-most-once guarantee. It reports whether a full batch
+// was read, so more may be waiting.
+func (r *Relay) relayBatchDeletingFirst(ctx context.Context) (bool, error) {
 	records, err := r.store.Pending(ctx, r.cfg.BatchSize)
 	if err != nil || len(records) == 0 {
 		return false, err
 	}
-	seqs := make([]int64, len(records))
+	if err := r.store.Delete(ctx, seqs(records)); err != nil {
+		return false, err
+	}
+	if err := r.publish(ctx, records); err != nil {
+		r.log.Error("events lost under the at-most-once guarantee", "count", len(records), "err", err)
+		// Waiting for the next poll, rather than going on at once, keeps a
+		// broker outage from emptying the whole outbox into the void.
+		return false, nil
+	}
+	return len(records) == r.cfg.BatchSize, nil
+}
+
+// publish hands records to the publisher and waits for the broker's
+// acknowledgement.
+func (r *Relay) publish(ctx context.Context, records []Record) error {
 	events := make([]event.Event, len(records))
 	for i, rec := range records {
-		seqs[i], events[i] = rec.Seq, rec.Event
-	}
-	if r.cfg.DeleteBeforePublish {
-		if err := r.store.Delete(ctx, seqs); err != nil {
-			return false, err
-		}
+		events[i] = rec.Event
 	}
 	// The batch is published on a context that shutdown does not cut:
 	// a relay finishes its batch rather than abandon it midway. It is
@@ -162,23 +235,33 @@ func (r *Relay) relayBatch(ctx context.Context) (bool, error) {
 	start := time.Now()
 	if err := r.pub.Publish(publishCtx, events); err != nil {
 		r.cfg.Metrics.failed()
-		if r.cfg.DeleteBeforePublish {
-			r.log.Error("events lost under the at-most-once guarantee", "count", len(events), "err", err)
-			return false, nil
-		}
-		return false, fmt.Errorf("publish %d events: %w", len(events), err)
+		return fmt.Errorf("publish %d events: %w", len(events), err)
 	}
 	r.cfg.Metrics.published(len(events), time.Since(start))
-	if !r.cfg.DeleteBeforePublish {
-		// The delete gets a moment of its own: a publish that used up the
-		// lease must not leave its acknowledged batch to be published again.
-		deleteCtx, cancelDelete := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancelDelete()
-		if err := r.store.Delete(deleteCtx, seqs); err != nil {
-			return false, fmt.Errorf("delete %d published records: %w", len(seqs), err)
-		}
+	return nil
+}
+
+// deletePublished deletes acknowledged records. The delete gets a moment of
+// its own, apart from ctx: a publish that used up the lease, or a shutdown,
+// must not leave its acknowledged batch to be published again.
+func (r *Relay) deletePublished(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
 	}
-	return len(records) == r.cfg.BatchSize, nil
+	deleteCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.store.Delete(deleteCtx, seqs); err != nil {
+		return fmt.Errorf("delete %d published records: %w", len(seqs), err)
+	}
+	return nil
+}
+
+func seqs(records []Record) []int64 {
+	s := make([]int64, len(records))
+	for i, rec := range records {
+		s[i] = rec.Seq
+	}
+	return s
 }
 
 // RelayMetrics are the relay's Prometheus metrics. A nil *RelayMetrics

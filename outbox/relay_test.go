@@ -192,3 +192,43 @@ func TestShutdownLetsTheBatchFinish(t *testing.T) {
 	}
 	waitFor(t, "the published batch deleted", func() bool { return backlog(t, ob) == 0 })
 }
+
+// stingyStore refuses every other read-ahead, as a store does when a record
+// below the caller's last one committed late.
+type stingyStore struct {
+	outbox.Store
+	calls atomic.Int32
+}
+
+func (s *stingyStore) PendingAfter(ctx context.Context, after int64, held, limit int) ([]outbox.Record, error) {
+	if s.calls.Add(1)%2 == 1 {
+		return nil, nil
+	}
+	return s.Store.PendingAfter(ctx, after, held, limit)
+}
+
+// The relay reads the next batch while the broker takes the current one;
+// when the store refuses to read ahead, it reads from the start again, and
+// every event still goes out once, in commit order.
+func TestRelayReadsAheadAndFallsBack(t *testing.T) {
+	ord, ob := newStores(t)
+	want := commitOrders(t, ord, 95)
+	store := &stingyStore{Store: ob}
+	pub := &recorder{}
+	runRelay(t, store, pub, outbox.RelayConfig{BatchSize: 10, PollInterval: 10 * time.Millisecond, Holder: "a"})
+	waitFor(t, "every event published", func() bool { return pub.count() >= len(want) })
+	waitFor(t, "the outbox emptied", func() bool { return backlog(t, ob) == 0 })
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.published) != len(want) {
+		t.Fatalf("published %d events; want %d", len(pub.published), len(want))
+	}
+	for i, e := range pub.published {
+		if e.ID != want[i] {
+			t.Fatalf("event %d is %s; want %s (commit order)", i, e.ID, want[i])
+		}
+	}
+	if store.calls.Load() < 4 {
+		t.Fatalf("the relay read ahead %d times; want it to for most batches", store.calls.Load())
+	}
+}

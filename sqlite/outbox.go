@@ -34,11 +34,27 @@ func insertOutboxRecord(ctx context.Context, tx *sql.Tx, e event.Event) error {
 	return nil
 }
 
+// recordColumns are the columns Pending and PendingAfter read, in scan order.
+const recordColumns = `seq, event_id, type, source, subject, time, dataschema, sequence, traceparent, data, created_at`
+
 // Pending implements outbox.Store.
 func (s *Outbox) Pending(ctx context.Context, limit int) ([]outbox.Record, error) {
-	rows, err := s.db.read.QueryContext(ctx, `
-		SELECT seq, event_id, type, source, subject, time, dataschema, sequence, traceparent, data, created_at
-		FROM outbox ORDER BY seq LIMIT ?`, limit)
+	return s.read(ctx, `SELECT `+recordColumns+` FROM outbox ORDER BY seq LIMIT ?`, limit)
+}
+
+// PendingAfter implements outbox.Store. SQLite runs one writer at a time,
+// so no record commits below another already visible; the count is checked
+// all the same, because the contract promises it.
+func (s *Outbox) PendingAfter(ctx context.Context, after int64, held, limit int) ([]outbox.Record, error) {
+	return s.read(ctx, `
+		SELECT `+recordColumns+` FROM outbox
+		WHERE seq > ? AND (SELECT count(*) FROM outbox WHERE seq <= ?) = ?
+		ORDER BY seq LIMIT ?`, after, after, held, limit)
+}
+
+// read runs a query of records.
+func (s *Outbox) read(ctx context.Context, query string, args ...any) ([]outbox.Record, error) {
+	rows, err := s.db.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}

@@ -51,6 +51,40 @@ func testOutboxPending(t *testing.T, s stores) {
 	}
 }
 
+// testOutboxPendingAfter: PendingAfter reads on from a Seq, limit at a time,
+// but only while exactly the given number of records wait up to that Seq;
+// otherwise it returns nothing.
+func testOutboxPendingAfter(t *testing.T, s stores) {
+	written := writeEvents(t, s)
+	all := checkPending(t, s, written...)
+	if len(all) != len(written) {
+		return
+	}
+	after := func(seq int64, held, limit int) []outbox.Record {
+		t.Helper()
+		records, err := s.outbox.PendingAfter(t.Context(), seq, held, limit)
+		if err != nil {
+			t.Fatalf("PendingAfter(%d, %d, %d): %v", seq, held, limit, err)
+		}
+		return records
+	}
+	checkRecords(t, after(all[1].Seq, 2, 2), written[2:4]...)
+	checkRecords(t, after(all[1].Seq, 2, 10), written[2:]...)
+	checkRecords(t, after(0, 0, 10), written...)
+	// More wait below the Seq than the caller holds (one committed late, as
+	// far as the store can tell), or fewer (another deleted some): nothing.
+	checkRecords(t, after(all[1].Seq, 1, 10))
+	checkRecords(t, after(all[1].Seq, 3, 10))
+	checkRecords(t, after(all[4].Seq, 5, 10))
+
+	if err := s.outbox.Delete(t.Context(), []int64{all[0].Seq}); err != nil {
+		t.Fatal(err)
+	}
+	checkRecords(t, after(all[1].Seq, 2, 10))
+	checkRecords(t, after(all[1].Seq, 1, 10), written[2:]...)
+	checkRecords(t, after(all[2].Seq, 2, 1), written[3])
+}
+
 // testOutboxDelete: Delete removes exactly the given records, and ignores
 // the ones gone already.
 func testOutboxDelete(t *testing.T, s stores) {

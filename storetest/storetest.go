@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) (orders.Store, outbox.Store)) {
 		{"IdempotencyRecordExpiry", testIdempotencyRecordExpiry},
 		{"DeleteExpiredIdempotencyRecords", testDeleteExpiredIdempotencyRecords},
 		{"OutboxPending", testOutboxPending},
+		{"OutboxPendingAfter", testOutboxPendingAfter},
 		{"OutboxDelete", testOutboxDelete},
 		{"OutboxBacklog", testOutboxBacklog},
 		{"Lease", testLease},
