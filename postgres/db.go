@@ -26,7 +26,8 @@ var migrationFiles embed.FS
 
 // DB is a pool of connections to one PostgreSQL database.
 type DB struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	announce *announcer
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -52,11 +53,15 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
+	db.startAnnouncer()
 	return db, nil
 }
 
 // Close closes every connection, waiting for those in use to be released.
-func (db *DB) Close() { db.pool.Close() }
+func (db *DB) Close() {
+	db.stopAnnouncer()
+	db.pool.Close()
+}
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {

@@ -72,6 +72,9 @@ func (s *Orders) CreateOrder(ctx context.Context, o orders.Order, e event.Event,
 		}
 		return insertOutbox(ctx, tx, e)
 	})
+	if err == nil {
+		s.db.committed()
+	}
 	if err != nil && !errors.Is(err, orders.ErrIdempotencyKeyExists) {
 		return fmt.Errorf("create order %s: %w", o.ID, err)
 	}
@@ -120,6 +123,9 @@ func (s *Orders) UpdateOrder(ctx context.Context, o orders.Order, e event.Event)
 		}
 		return insertOutbox(ctx, tx, e)
 	})
+	if err == nil {
+		s.db.committed()
+	}
 	switch {
 	case err == nil, errors.Is(err, orders.ErrVersionConflict), eventflow.ErrorCode(err) == eventflow.ENOTFOUND:
 		return err
