@@ -95,7 +95,7 @@ func (md *Maildir) SendEmail(ctx context.Context, m notifications.Email) error {
 
 	name := md.uniqueName()
 	tmp := filepath.Join(md.dir, "tmp", name)
-	if err := writeFile(tmp, func(f *os.File) error { _, err := msg.WriteTo(f); return err }); err != nil {
+	if err := writeFile(tmp, func(f *os.File) error { return smtp.WriteMessage(f, msg) }); err != nil {
 		return fmt.Errorf("maildir: write message: %w", err)
 	}
 	won, err := md.claim(index, name)

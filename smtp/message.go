@@ -1,11 +1,14 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
+	"io"
+	netmail "net/mail"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wneessen/go-mail"
@@ -29,8 +32,13 @@ func BuildMessage(m notifications.Email) (*mail.Msg, error) {
 		return nil, notifications.Permanent(err)
 	}
 	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
-	if err := msg.From(m.From); err != nil {
-		return nil, notifications.Permanent(fmt.Errorf("from address: %w", err))
+	if from := lastFrom.Load(); from != nil && from.raw == m.From {
+		msg.FromMailAddress(from.addr)
+	} else {
+		if err := msg.From(m.From); err != nil {
+			return nil, notifications.Permanent(fmt.Errorf("from address: %w", err))
+		}
+		lastFrom.Store(&parsedAddress{raw: m.From, addr: msg.GetFrom()[0]})
 	}
 	if err := msg.To(m.To); err != nil {
 		return nil, notifications.Permanent(fmt.Errorf("to address: %w", err))
@@ -38,8 +46,9 @@ func BuildMessage(m notifications.Email) (*mail.Msg, error) {
 	msg.Subject(m.Subject)
 	msg.SetMessageIDWithValue(m.MessageID)
 	msg.SetDateWithValue(time.Now())
-	for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
-		msg.SetGenHeader(mail.Header(name), m.Headers[name])
+	// No need to sort: go-mail writes these headers in name order.
+	for name, value := range m.Headers {
+		msg.SetGenHeader(mail.Header(name), value)
 	}
 	switch {
 	case m.Text != "" && m.HTML != "":
@@ -53,6 +62,50 @@ func BuildMessage(m notifications.Email) (*mail.Msg, error) {
 		msg.SetBodyString(mail.TypeTextPlain, m.Text)
 	}
 	return msg, nil
+}
+
+// parsedAddress is a From address as go-mail parsed it.
+type parsedAddress struct {
+	raw  string
+	addr *netmail.Address
+}
+
+// lastFrom is the From address BuildMessage parsed last. Notifications all
+// come from the same sender (the renderer's, or Config.From), so keeping
+// one saves parsing it for every message. go-mail only reads the address it
+// is given, so messages may share it.
+var lastFrom atomic.Pointer[parsedAddress]
+
+// WriteMessage writes msg to w in a single Write. go-mail's writer issues a
+// small write for every header line, boundary and part, which costs a
+// system call each on a file and a pass through the dot-encoder each on an
+// SMTP DATA writer; rendering into memory first costs one copy.
+func WriteMessage(w io.Writer, msg *mail.Msg) error {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if _, err := msg.WriteTo(buf); err != nil {
+		return err
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// buffers holds the buffers messages are rendered into, so that sending
+// one does not grow a fresh buffer to the message's size.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer bounds the buffers kept: an unusually large message
+// should not pin its memory for good.
+const maxPooledBuffer = 1 << 20
+
+func getBuffer() *bytes.Buffer { return buffers.Get().(*bytes.Buffer) }
+
+func putBuffer(buf *bytes.Buffer) {
+	if buf.Cap() > maxPooledBuffer {
+		return
+	}
+	buf.Reset()
+	buffers.Put(buf)
 }
 
 // reserved reports whether BuildMessage or the MIME writer sets the header

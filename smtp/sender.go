@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/mail"
+	netmail "net/mail"
 	"sync"
 	"time"
+
+	"github.com/wneessen/go-mail"
 
 	"github.com/eventflow/eventflow/notifications"
 )
@@ -75,7 +77,7 @@ func New(cfg Config) (*Sender, error) {
 		if err := checkValue(cfg.From); err != nil {
 			return nil, fmt.Errorf("smtp from address: %w", err)
 		}
-		if _, err := mail.ParseAddress(cfg.From); err != nil {
+		if _, err := netmail.ParseAddress(cfg.From); err != nil {
 			return nil, fmt.Errorf("smtp from address %q: %w", cfg.From, err)
 		}
 	}
@@ -124,6 +126,19 @@ func (s *Sender) SendEmail(ctx context.Context, m notifications.Email) error {
 	if err != nil {
 		return err
 	}
+	out := outgoing{}
+	if out.from, err = msg.GetSender(false); err != nil {
+		return classify(&sendError{reason: mail.ErrGetSender, err: err})
+	}
+	if out.rcpts, err = msg.GetRecipients(); err != nil {
+		return classify(&sendError{reason: mail.ErrGetRcpts, err: err})
+	}
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if _, err := msg.WriteTo(buf); err != nil {
+		return fmt.Errorf("smtp: render message: %w", err)
+	}
+	out.data = buf.Bytes()
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -142,9 +157,9 @@ func (s *Sender) SendEmail(ctx context.Context, m notifications.Email) error {
 				return err
 			}
 		}
-		err = s.send(ctx, c, msg)
-		if err == nil || msg.IsDelivered() {
-			s.put(c, err == nil && !c.isDead())
+		err = s.send(ctx, c, &out)
+		if err == nil {
+			s.put(c, !c.isDead())
 			return nil
 		}
 		if reused && beforeTransaction(err) && ctx.Err() == nil {

@@ -9,12 +9,11 @@ import (
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	gomail "github.com/wneessen/go-mail"
 
 	"github.com/eventflow/eventflow/notifications"
 	"github.com/eventflow/eventflow/smtp"
@@ -46,11 +45,12 @@ func newSender(t *testing.T, cfg smtp.Config) *smtp.Sender {
 	return s
 }
 
-// sendErrorCode is the SMTP reply code go-mail saw, 0 for none.
+// sendErrorCode is the SMTP error reply (4xx or 5xx) the sender met, 0 for
+// none.
 func sendErrorCode(err error) int {
-	var se *gomail.SendError
-	if errors.As(err, &se) {
-		return se.ErrorCode()
+	var te *textproto.Error
+	if errors.As(err, &te) && te.Code >= 400 && te.Code < 600 {
+		return te.Code
 	}
 	return 0
 }
@@ -564,5 +564,53 @@ func TestSendTLS(t *testing.T) {
 				t.Errorf("AUTH sent %d times, want 1", got)
 			}
 		})
+	}
+}
+
+// TestSendDotLines: lines that start with a dot, or are one, arrive as
+// written; quoted-printable leaves dots alone, so the sender must escape
+// them on the wire or the server would take a "." line for the end.
+func TestSendDotLines(t *testing.T) {
+	srv := newFakeServer(t, nil)
+	s := newSender(t, smtp.Config{URL: srv.url("", "")})
+	e := testEmail(3)
+	e.Text = ".leading dot\n.\n..two dots\nmiddle . dot\n.\n"
+	e.HTML = ".<p>dot first</p>\n.\n"
+	if err := s.SendEmail(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendEmail(t.Context(), testEmail(4)); err != nil {
+		t.Fatalf("next message on the session: %v", err)
+	}
+	_, msgs := srv.stats()
+	if len(msgs) != 2 {
+		t.Fatalf("got %d messages, want 2", len(msgs))
+	}
+	m, err := mail.ReadMessage(strings.NewReader(msgs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, strings.ReplaceAll(string(body), "\r\n", "\n"))
+	}
+	if len(bodies) != 2 || bodies[0] != e.Text || bodies[1] != e.HTML {
+		t.Errorf("bodies %q, want %q and %q", bodies, e.Text, e.HTML)
 	}
 }
