@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,7 +32,14 @@ type Config struct {
 	// KafkaBrokers lists an Apache Kafka cluster; empty means the embedded broker.
 	KafkaBrokers      []string
 	EmbeddedKafkaPort int
-	MigrateOnStart    bool
+	// EmbeddedKafkaKeepRecords is how many consumed records each partition
+	// of the embedded broker keeps (see kafka.EmbeddedConfig.KeepRecords);
+	// 0 or less: all, within the topic retention.
+	EmbeddedKafkaKeepRecords int64
+	// MemoryLimit is the Go runtime's soft memory limit: "auto", "off" or
+	// a size (see MemoryLimitBytes).
+	MemoryLimit    string
+	MigrateOnStart bool
 
 	// DeliveryGuarantee is at-most-once, at-least-once or exactly-once.
 	DeliveryGuarantee string
@@ -59,6 +68,7 @@ type Config struct {
 	DeliveryPoll        time.Duration
 	DeliveryLease       time.Duration
 	AllowScopeAll       bool
+	Pprof               bool
 	WebhookAllowPrivate bool
 	WebhookTimeout      time.Duration
 	UnsubscribeSecret   string
@@ -126,6 +136,44 @@ func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, "eventflow
 // KafkaDataDir is where the embedded broker keeps its data.
 func (c Config) KafkaDataDir() string { return filepath.Join(c.DataDir, "kafka") }
 
+// DefaultEmbeddedKafkaKeepRecords is how many consumed records each
+// partition of the embedded broker keeps: with 6 partitions the last
+// 60,000 order events, some 15 MB of disk and 2 MB of index in memory.
+const DefaultEmbeddedKafkaKeepRecords = 10_000
+
+// autoMemoryLimit is the soft memory limit on embedded defaults, where the
+// database and the broker share this process. It is soft: the garbage
+// collector works harder as the heap nears it, and the process may still go
+// above it rather than stall.
+const autoMemoryLimit = 80 << 20
+
+// MemoryLimitBytes is the soft memory limit to give the Go runtime, and
+// whether to set one. "auto" sets autoMemoryLimit when both the database
+// and the broker are embedded (a laptop; with external engines the
+// operator sizes the process); "off" sets none; otherwise a size: a number
+// of bytes with an optional KiB, MiB or GiB suffix.
+func (c Config) MemoryLimitBytes() (int64, bool, error) {
+	switch v := strings.TrimSpace(c.MemoryLimit); v {
+	case "auto", "":
+		return autoMemoryLimit, c.EmbeddedDatabase() && c.EmbeddedKafka(), nil
+	case "off":
+		return 0, false, nil
+	default:
+		mult := int64(1)
+		for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+			if n, ok := strings.CutSuffix(v, suffix); ok {
+				v, mult = n, m
+				break
+			}
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 1 || n > math.MaxInt64/mult {
+			return 0, false, fmt.Errorf("--memory-limit %q: want auto, off, or a size like 256MiB", c.MemoryLimit)
+		}
+		return n * mult, true, nil
+	}
+}
+
 // Parse reads the configuration from args (flags) and getenv (EVENTFLOW_*
 // variables). Usage, with every setting and its default, goes to usage on
 // --help, and Parse then returns flag.ErrHelp.
@@ -146,6 +194,10 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	s.str(&c.DatabaseURL, "database-url", "", "postgres:// URL of PostgreSQL (default: embedded SQLite in the data folder)")
 	s.str(&brokers, "kafka-brokers", "", "host:port,... of an Apache Kafka cluster (default: embedded broker)")
 	s.int(&c.EmbeddedKafkaPort, "embedded-kafka-port", 9092, "port of the embedded broker on 127.0.0.1 (0 picks a free one)")
+	s.int64(&c.EmbeddedKafkaKeepRecords, "embedded-kafka-keep-records", DefaultEmbeddedKafkaKeepRecords,
+		"records the embedded broker keeps per partition once every consumer group has read them; older ones are deleted (0: keep all within --topic-retention)")
+	s.str(&c.MemoryLimit, "memory-limit", "auto",
+		"soft memory limit of the Go runtime: auto (a limit on embedded defaults only), off, or a size like 256MiB; GOMEMLIMIT wins")
 	s.bool(&c.MigrateOnStart, "migrate", true, "apply database migrations at start")
 	s.str(&c.DeliveryGuarantee, "delivery-guarantee", "exactly-once", "at-most-once, at-least-once or exactly-once")
 	s.str(&c.OrdersTopic.Name, "orders-topic", "orders.order.events", "topic of order events")
@@ -154,7 +206,7 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	s.int(&c.OrdersTopic.MinInsyncReplicas, "topic-min-insync-replicas", 1, "min.insync.replicas of each topic (2 with replication factor 3)")
 	s.duration(&c.OrdersTopic.Retention, "topic-retention", 7*24*time.Hour, "retention.ms of each topic")
 	s.bool(&c.ApplyTopics, "apply-topics", true, "create or update topics at start")
-	s.int(&c.RelayBatchSize, "relay-batch-size", 1000, "outbox records published per batch")
+	s.int(&c.RelayBatchSize, "relay-batch-size", 5000, "outbox records published per batch (one Kafka transaction under exactly-once)")
 	s.duration(&c.RelayPollInterval, "relay-poll-interval", time.Second, "how often the relay polls when no commit woke it")
 	s.duration(&c.RelayLeaseTTL, "relay-lease-ttl", 10*time.Second, "how soon a standby relay takes over from a dead one")
 	s.str(&c.RelayTransactionalID, "relay-transactional-id", "eventflow-relay", "Kafka transactional.id of the relay (exactly-once)")
@@ -180,6 +232,7 @@ func Parse(name string, args []string, getenv func(string) string, usage io.Writ
 	s.duration(&c.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long an Idempotency-Key is remembered")
 	s.int64(&c.MaxBodyBytes, "http-max-body-bytes", 1<<20, "largest request body accepted")
 	s.int(&c.MaxConcurrent, "http-max-concurrent", 256, "requests handled at once; more are answered 503 with Retry-After")
+	s.bool(&c.Pprof, "pprof", false, "serve Go's CPU, heap and allocation profiles under /debug/pprof/ (admin key when keys are set); for benchmarking")
 	s.duration(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for in-flight work")
 	s.duration(&c.ReadHeaderTimeout, "http-read-header-timeout", 5*time.Second, "time allowed to read request headers")
 	s.duration(&c.ReadTimeout, "http-read-timeout", 30*time.Second, "time allowed to read a whole request")
@@ -244,6 +297,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--http-max-body-bytes must be at least 1")
 	case c.MaxConcurrent < 1:
 		return fmt.Errorf("--http-max-concurrent must be at least 1")
+	}
+	if _, _, err := c.MemoryLimitBytes(); err != nil {
+		return err
 	}
 	return c.validateAccess()
 }

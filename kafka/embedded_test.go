@@ -202,3 +202,84 @@ func sameOffsets(a, b kadm.OffsetResponses) bool {
 	}
 	return count > 0
 }
+
+// TestEmbeddedKeepsUnconsumed checks that the embedded broker deletes
+// consumed records beyond KeepRecords on its own (its memory, an index
+// entry per batch, must not grow with every record ever produced), and
+// never records a consumer group has not committed yet.
+func TestEmbeddedKeepsUnconsumed(t *testing.T) {
+	t.Parallel()
+	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: t.TempDir(), KeepRecords: 10, TrimEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	brokers := b.Addrs()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adm := kafkatest.Admin(t, brokers)
+	unread, read := "orders.order.unread", "orders.order.read"
+	if _, err := kafka.ApplyTopics(ctx, adm, []kafka.TopicSpec{
+		{Name: unread, Partitions: 1, ReplicationFactor: 1},
+		{Name: read, Partitions: 2, ReplicationFactor: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A group reads one topic: it has read 20 records of partition 0 and
+	// none of partition 1. (It commits first: trimming runs all along.)
+	committed := kadm.Offsets{}
+	committed.Add(kadm.Offset{Topic: read, Partition: 0, At: 20, LeaderEpoch: -1})
+	if _, err := adm.CommitOffsets(ctx, "eventflow-notifier", committed); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := kafka.NewClient(brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	for i := range 100 {
+		for _, r := range []*kgo.Record{
+			{Topic: unread, Value: []byte("v")},
+			{Topic: read, Partition: int32(i % 2), Value: []byte("v")},
+		} {
+			if err := producer.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	want := map[string]map[int32]int64{
+		unread: {0: 90}, // no group reads it: the newest 10 stay
+		read:   {0: 20, 1: 0},
+	}
+	for {
+		starts, err := adm.ListStartOffsets(ctx, unread, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]map[int32]int64{}
+		starts.Each(func(o kadm.ListedOffset) {
+			if got[o.Topic] == nil {
+				got[o.Topic] = map[int32]int64{}
+			}
+			got[o.Topic][o.Partition] = o.Offset
+		})
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("start offsets %v, want %v", got, want)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Nothing more goes while nothing more is read.
+	time.Sleep(200 * time.Millisecond)
+	starts, err := adm.ListStartOffsets(ctx, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := starts.Lookup(read, 1); o.Offset != 0 {
+		t.Errorf("unread partition starts at %d, want 0", o.Offset)
+	}
+}

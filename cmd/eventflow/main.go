@@ -22,7 +22,13 @@ import (
 	"syscall"
 )
 
+// ownsProcess is true in the eventflow binary and false when tests call run
+// in-process: settings that are process-wide (the Go runtime's memory limit)
+// are applied only when this process is eventflow's alone.
+var ownsProcess bool
+
 func main() {
+	ownsProcess = true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

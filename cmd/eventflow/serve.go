@@ -38,6 +38,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(cfg, stderr)
 	started := time.Now()
+	keepSmall := ownsProcess && limitMemory(cfg, log)
 	keys, err := apikey.Parse(cfg.APIKeys)
 	if err != nil {
 		return fmt.Errorf("config: --api-keys (EVENTFLOW_API_KEYS): %w", err)
@@ -91,6 +92,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxConcurrent: cfg.MaxConcurrent,
 		Checks:        []httpapi.Check{{Name: "database", Check: store.Ping}},
 		Keys:          keys,
+		Pprof:         cfg.Pprof,
 	}
 	// The parts are all set up before any background work starts, so a
 	// failing step leaves nothing running on what the deferred calls close.
@@ -177,6 +179,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// HTTP server has drained, so that in-flight requests still find it.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	if keepSmall {
+		background = append(background, releaseIdleMemory)
+	}
 	var wg sync.WaitGroup
 	for _, run := range background {
 		wg.Go(func() { run(workCtx) })

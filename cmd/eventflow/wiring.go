@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -104,9 +106,10 @@ func startBroker(cfg config.Config, log *slog.Logger) (*broker, error) {
 		return nil, fmt.Errorf("create broker data folder: %w", err)
 	}
 	eb, err := kafka.StartEmbedded(kafka.EmbeddedConfig{
-		Port:    cfg.EmbeddedKafkaPort,
-		DataDir: cfg.KafkaDataDir(),
-		Logger:  log,
+		Port:        cfg.EmbeddedKafkaPort,
+		DataDir:     cfg.KafkaDataDir(),
+		KeepRecords: cfg.EmbeddedKafkaKeepRecords,
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, err
@@ -174,4 +177,74 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// limitMemory gives the Go runtime the configured soft memory limit and
+// reports whether the process is to keep its memory small (see
+// releaseIdleMemory). GOMEMLIMIT, when set, is the operator's own choice and
+// wins over the setting.
+func limitMemory(cfg config.Config, log *slog.Logger) bool {
+	limit, ok, err := cfg.MemoryLimitBytes()
+	if err != nil || !ok { // config.Parse has already refused a bad value
+		return false
+	}
+	if v := os.Getenv("GOMEMLIMIT"); v != "" {
+		log.Debug("memory limit from GOMEMLIMIT", "GOMEMLIMIT", v)
+	} else {
+		debug.SetMemoryLimit(limit)
+		log.Debug("memory limit", "bytes", limit)
+	}
+	// On embedded defaults the live heap is small (10 to 20 MiB: the
+	// broker's index, pools, templates), and the default GOGC of 100 lets
+	// the heap reach twice that between collections. Half of it costs a
+	// collection more often, each of a few milliseconds.
+	if auto := cfg.MemoryLimit == "" || cfg.MemoryLimit == "auto"; auto && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(embeddedGCPercent)
+	}
+	return true
+}
+
+// embeddedGCPercent is GOGC on embedded defaults (see limitMemory).
+const embeddedGCPercent = 50
+
+// Idle memory release: see releaseIdleMemory.
+const (
+	idleCheckEvery = 30 * time.Second
+	// idleAllocBytes is the most an idle eventflow allocates between two
+	// checks (polling relay and workers, heartbeats, a metrics scrape): a
+	// few MiB. A loaded one allocates tens of MiB a second.
+	idleAllocBytes = 16 << 20
+	// minReleaseBytes is the free heap worth giving back.
+	minReleaseBytes = 4 << 20
+)
+
+// releaseIdleMemory gives the heap's free memory back to the operating
+// system when the process has gone quiet. After a burst of load the heap
+// keeps the pages it grew to: the runtime's own scavenger returns them
+// slowly and only down to about twice the live heap, so a laptop would see
+// the load's peak as eventflow's size for a long time. Releasing costs one
+// garbage collection, and it runs only while nothing much is allocated.
+func releaseIdleMemory(ctx context.Context) {
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	metrics.Read(samples)
+	lastAllocs := samples[0].Value.Uint64()
+	t := time.NewTicker(idleCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(samples)
+		allocs, free := samples[0].Value.Uint64(), samples[1].Value.Uint64()
+		quiet := allocs-lastAllocs < idleAllocBytes
+		lastAllocs = allocs
+		if quiet && free >= minReleaseBytes {
+			debug.FreeOSMemory()
+		}
+	}
 }

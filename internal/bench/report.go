@@ -123,8 +123,8 @@ func (r *Report) WriteHTML(out io.Writer) error {
 				rate[i], p50[i], p99[i] = p.Rate, p.P50, p.P99
 			}
 			charts = append(charts,
-				chart{s.Stage + ": completed per second", lineChart(s.Result.Unit, []line{{"per second", "#2563eb", rate}})},
-				chart{s.Stage + ": latency", lineChart("ms", []line{{"p50", "#16a34a", p50}, {"p99", "#dc2626", p99}})})
+				chart{s.Stage + ": completed per second", lineChart(s.Result.Unit, s.Series[len(s.Series)-1].T, []line{{"per second", "#2563eb", rate}})},
+				chart{s.Stage + ": latency", lineChart("ms", s.Series[len(s.Series)-1].T, []line{{"p50", "#16a34a", p50}, {"p99", "#dc2626", p99}})})
 		}
 		if len(s.Samples) > 1 {
 			rss := make([]float64, len(s.Samples))
@@ -133,9 +133,10 @@ func (r *Report) WriteHTML(out io.Writer) error {
 			for i, x := range s.Samples {
 				rss[i], gor[i], fds[i] = x.RSSMiB, x.Goroutines, x.OpenFiles
 			}
+			end := s.Samples[len(s.Samples)-1].T
 			charts = append(charts,
-				chart{s.Stage + ": RSS", lineChart("MiB", []line{{"RSS", "#7c3aed", rss}})},
-				chart{s.Stage + ": goroutines and open files", lineChart("count", []line{{"goroutines", "#ea580c", gor}, {"open files", "#0891b2", fds}})})
+				chart{s.Stage + ": RSS", lineChart("MiB", end, []line{{"RSS", "#7c3aed", rss}})},
+				chart{s.Stage + ": goroutines and open files", lineChart("count", end, []line{{"goroutines", "#ea580c", gor}, {"open files", "#0891b2", fds}})})
 		}
 	}
 	return pageTemplate.Execute(out, map[string]any{"Report": r, "Table": table.String(), "Charts": charts})
@@ -157,9 +158,9 @@ type line struct {
 	values      []float64
 }
 
-// lineChart draws lines over time (one value a second, or a sample) as an
-// SVG with its axis range and legend; no scripts, no external files.
-func lineChart(unit string, lines []line) template.HTML {
+// lineChart draws lines over time, evenly spaced from 0 to end seconds, as
+// an SVG with its axis ranges and legend; no scripts, no external files.
+func lineChart(unit string, end float64, lines []line) template.HTML {
 	const w, h, left, bottom = 500, 220, 60, 30
 	top := 0.0
 	n := 0
@@ -177,7 +178,7 @@ func lineChart(unit string, lines []line) template.HTML {
 	fmt.Fprintf(&b, `<line x1="%d" y1="10" x2="%d" y2="%d" stroke="#999"/><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>`,
 		left, left, h-bottom, left, h-bottom, w-10, h-bottom)
 	fmt.Fprintf(&b, `<text x="4" y="16">%s</text><text x="4" y="%d">0</text>`, template.HTMLEscapeString(num(top)+" "+unit), h-bottom)
-	fmt.Fprintf(&b, `<text x="%d" y="%d">0</text><text x="%d" y="%d" text-anchor="end">%d</text>`, left, h-bottom+14, w-10, h-bottom+14, n)
+	fmt.Fprintf(&b, `<text x="%d" y="%d">0</text><text x="%d" y="%d" text-anchor="end">%s s</text>`, left, h-bottom+14, w-10, h-bottom+14, num(end))
 	for i, l := range lines {
 		var pts strings.Builder
 		for j, v := range l.values {
