@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,7 +67,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		keep      = fs.Bool("keep", false, "keep each stage's database and data folder")
 		kafkaVer  = fs.String("kafka-version", "", "version of the real broker, for the report")
 	)
-	var settings multiFlag
+	var (
+		settings multiFlag
+		logMu    sync.Mutex
+	)
 	fs.Var(&settings, "set", "an EVENTFLOW_*=value setting for every eventflow process (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -88,6 +92,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		SMTPClients: *smtpConns, Rate: *rate, E2EDuration: *e2e, SoakDuration: *soak, MemoryOrders: *memOrders,
 		Profile: *profile, Keep: *keep, KafkaVersion: *kafkaVer,
 		Logf: func(format string, args ...any) {
+			// Stages log from several goroutines (profiles, processes).
+			logMu.Lock()
+			defer logMu.Unlock()
 			fmt.Fprintf(stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 		}}
 	switch cfg.Stack {

@@ -25,8 +25,8 @@ type rawDB interface {
 	// insertOrder writes an order and its event in one transaction, with
 	// the durability eventflow asks of the database.
 	insertOrder(ctx context.Context, o orders.Order, e event.Event) error
-	// fillOutbox writes events to the outbox as fast as the database takes
-	// them.
+	// fillOutbox writes events to the outbox in one transaction, so that
+	// the relay finds all of them at once.
 	fillOutbox(ctx context.Context, events []event.Event) error
 	count(ctx context.Context, query string) (int, error)
 	// deliverySubjects maps delivery ids to their subjects (order ids).
@@ -133,25 +133,17 @@ func (s sqliteRaw) insertEvent(ctx context.Context, tx *sql.Tx, e event.Event) e
 }
 
 func (s sqliteRaw) fillOutbox(ctx context.Context, events []event.Event) error {
-	const perTx = 10_000
-	for len(events) > 0 {
-		n := min(perTx, len(events))
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		for _, e := range events[:n] {
-			if err := s.insertEvent(ctx, tx, e); err != nil {
-				tx.Rollback()
-				return err
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-		events = events[n:]
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer tx.Rollback()
+	for _, e := range events {
+		if err := s.insertEvent(ctx, tx, e); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 func (s sqliteRaw) count(ctx context.Context, query string) (int, error) {
