@@ -32,10 +32,7 @@ func NewOutbox(db *DB) *Outbox { return &Outbox{db: db} }
 // commit (DB.committed) once tx has committed: see announcer for why not
 // inside tx.
 func insertOutbox(ctx context.Context, tx pgx.Tx, e event.Event) error {
-	_, err := tx.Exec(ctx, `
-		INSERT INTO outbox (event_id, type, source, subject, time, dataschema, sequence, traceparent, data)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		e.ID, e.Type, e.Source, e.Subject, dbTime(e.Time), e.DataSchema, e.Sequence, e.TraceParent, string(e.Data))
+	_, err := tx.Exec(ctx, insertOutboxSQL, outboxArgs(e)...)
 	if err != nil {
 		return fmt.Errorf("insert outbox record: %w", err)
 	}
@@ -44,6 +41,14 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, e event.Event) error {
 
 // recordColumns are the columns read reads, in its order.
 const recordColumns = `seq, event_id, type, source, subject, time, dataschema, sequence, traceparent, data, created_at`
+
+const insertOutboxSQL = `
+	INSERT INTO outbox (event_id, type, source, subject, time, dataschema, sequence, traceparent, data)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+func outboxArgs(e event.Event) []any {
+	return []any{e.ID, e.Type, e.Source, e.Subject, dbTime(e.Time), e.DataSchema, e.Sequence, e.TraceParent, string(e.Data)}
+}
 
 // Pending implements outbox.Store. A limit of zero or less returns nothing.
 func (s *Outbox) Pending(ctx context.Context, limit int) ([]outbox.Record, error) {

@@ -35,6 +35,34 @@ func testCreateOrder(t *testing.T, s stores) {
 	checkPending(t, s, e1, e2)
 }
 
+// testCreateOrderIsAtomic: when the event cannot be written (here: its id
+// is in the outbox already), the order is not stored either, with or
+// without an idempotency key; and the key is not taken.
+func testCreateOrderIsAtomic(t *testing.T, s stores) {
+	first, e := NewOrder("alice")
+	mustCreate(t, s, first, e, nil)
+	for _, withKey := range []bool{false, true} {
+		o, clash := NewOrder("alice")
+		clash.ID = e.ID
+		var idem *orders.IdempotencyRecord
+		if withKey {
+			idem = &orders.IdempotencyRecord{Key: "atomic-" + newID(), RequestHash: "h", Order: o,
+				CreatedAt: o.CreatedAt, ExpiresAt: o.CreatedAt.Add(time.Hour)}
+		}
+		if err := s.orders.CreateOrder(t.Context(), o, clash, idem); err == nil {
+			t.Fatalf("CreateOrder (key %v) with an event id already in the outbox succeeded", withKey)
+		}
+		_, err := s.orders.Order(t.Context(), o.ID)
+		checkCode(t, fmt.Sprintf("the order of the failed create (key %v)", withKey), err, eventflow.ENOTFOUND)
+		if withKey {
+			if rec, err := s.orders.IdempotencyRecord(t.Context(), idem.Key, o.CreatedAt); err != nil || rec != nil {
+				t.Errorf("the failed create left its idempotency key taken: %+v, %v", rec, err)
+			}
+		}
+	}
+	checkPending(t, s, e)
+}
+
 // testOrderNotFound: an unknown id and an id that is not a canonical UUID
 // (the contract pins: only the lower-case, hyphenated form finds an order)
 // are ENOTFOUND, not internal errors.

@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) (orders.Store, outbox.Store)) {
 		test func(*testing.T, stores)
 	}{
 		{"CreateOrder", testCreateOrder},
+		{"CreateOrderIsAtomic", testCreateOrderIsAtomic},
 		{"OrderNotFound", testOrderNotFound},
 		{"Orders", testOrders},
 		{"UpdateOrder", testUpdateOrder},
