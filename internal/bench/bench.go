@@ -176,36 +176,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// maxRate is the most orders per second the slowest stage of this run
-// took, 0 when no stage measured one.
-func (r *Report) maxRate() float64 {
-	var rates []float64
-	if s := r.Stage(StageIntake); s != nil && s.Err == "" {
-		rates = append(rates, s.Result.Value)
-	}
-	if s := r.Stage(StageRelay); s != nil && s.Err == "" {
-		rates = append(rates, s.Result.Value)
-	}
-	if s := r.Stage(StageNotifier); s != nil && s.Err == "" {
-		rates = append(rates, s.Result.Value) // one email per order end to end
-	}
-	if len(rates) == 0 {
-		return 0
-	}
-	return slices.Min(rates)
-}
-
-// rateFor is the order rate of the end-to-end and soak loads.
-func rateFor(cfg *Config, rep *Report) (float64, string) {
-	if cfg.Rate > 0 {
-		return cfg.Rate, "set by -rate"
-	}
-	if m := rep.maxRate(); m > 0 {
-		return round(m / 2), fmt.Sprintf("half of %.0f/s, the slowest stage measured in this run", m)
-	}
-	return 200, "no stage measured a maximum in this run; 200/s"
-}
-
 // ParseStages parses a comma-separated list of stages; "all" is every stage
 // but soak.
 func ParseStages(s string) ([]string, error) {

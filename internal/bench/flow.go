@@ -113,6 +113,59 @@ func (f *flowWorld) flow(ctx context.Context, first int, rate float64, d, settle
 	return res, nil
 }
 
+// maxSustained is the name of the e2e figure that the soak reuses.
+const maxSustained = "maximum sustained rate end to end"
+
+// saturate measures the most orders per second the all-in-one process
+// carries end to end on this machine: Clients clients create orders back to
+// back for Duration, and the rate is the orders whose emails arrived, over
+// the time from the first request to the last email. Every part of the
+// system shares the machine's cores here, so this is lower than the
+// slowest stage measured alone.
+func (f *flowWorld) saturate(ctx context.Context, first int) (float64, error) {
+	cfg := f.cfg
+	before := f.sink.Count()
+	start := time.Now()
+	load := closedLoop(ctx, cfg.Clients, cfg.Duration, 0, func(ctx context.Context, n int) error {
+		_, err := createOrder(ctx, f.proc.BaseURL, first+n)
+		return err
+	}).summary()
+	deadline := time.Now().Add(2 * time.Minute)
+	for f.sink.Count()-before < load.ok {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("saturation: %d of %d emails arrived within 2 minutes", f.sink.Count()-before, load.ok)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	last := start
+	for _, m := range f.sink.Messages()[before:] {
+		if m.At.After(last) {
+			last = m.At
+		}
+	}
+	return float64(load.ok) / last.Sub(start).Seconds(), nil
+}
+
+// rateFor is the order rate of the end-to-end and soak loads: -rate, or
+// half the maximum sustained rate, from the e2e stage of this run or
+// measured now on f.
+func rateFor(ctx context.Context, cfg *Config, rep *Report, f *flowWorld, res *StageResult) (float64, string, error) {
+	if cfg.Rate > 0 {
+		return cfg.Rate, "set by -rate", nil
+	}
+	if e2e := rep.Stage(StageE2E); e2e != nil {
+		if m, ok := e2e.find(maxSustained); ok && m > 0 {
+			return round(m / 2), fmt.Sprintf("half of the maximum sustained rate, %.0f/s, measured by the e2e stage", m), nil
+		}
+	}
+	m, err := f.saturate(ctx, 50_000_000)
+	if err != nil {
+		return 0, "", err
+	}
+	res.figure(maxSustained, m, "orders/s")
+	return round(m / 2), fmt.Sprintf("half of the maximum sustained rate, %.0f/s, measured first (%d clients for %s)", m, cfg.Clients, cfg.Duration), nil
+}
+
 // runE2E runs a sustained order rate through an all-in-one eventflow and
 // measures order-to-email latency.
 func runE2E(ctx context.Context, cfg *Config, rep *Report) (*StageResult, error) {
@@ -121,8 +174,11 @@ func runE2E(ctx context.Context, cfg *Config, rep *Report) (*StageResult, error)
 		return nil, err
 	}
 	defer f.close()
-	rate, why := rateFor(cfg, rep)
 	res := &StageResult{Stage: StageE2E}
+	rate, why, err := rateFor(ctx, cfg, rep, f, res)
+	if err != nil {
+		return res, err
+	}
 	stop := startProfile(ctx, cfg, f.proc.BaseURL, StageE2E, cfg.E2EDuration)
 	fr, err := f.flow(ctx, 0, rate, cfg.E2EDuration, time.Minute)
 	stop()
@@ -196,8 +252,11 @@ func runSoak(ctx context.Context, cfg *Config, rep *Report) (*StageResult, error
 		return nil, err
 	}
 	defer f.close()
-	rate, why := rateFor(cfg, rep)
 	res := &StageResult{Stage: StageSoak}
+	rate, why, err := rateFor(ctx, cfg, rep, f, res)
+	if err != nil {
+		return res, err
+	}
 	// About sixty samples, so that a short soak can be judged too.
 	every := min(max(cfg.SoakDuration/60, time.Second), 10*time.Second)
 	began := time.Now()
