@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		dir       = fs.String("dir", filepath.Join(os.TempDir(), "eventflow-bench"), "folder for logs and data of the runs")
 		keep      = fs.Bool("keep", false, "keep each stage's database and data folder")
 		kafkaVer  = fs.String("kafka-version", "", "version of the real broker, for the report")
+		saved     = fs.String("report", "", "re-print a saved <stack>.json (table, and its .json and .html in -out) with the targets checked anew; runs nothing")
 	)
 	var (
 		settings multiFlag
@@ -77,6 +78,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 0, nil
 		}
 		return 2, err
+	}
+	if *saved != "" {
+		rep, err := bench.ReadReport(*saved)
+		if err != nil {
+			return 1, err
+		}
+		return writeReport(rep, *out, string(rep.Stack), stdout)
 	}
 	list, err := bench.ParseStages(*stages)
 	if err != nil {
@@ -122,24 +130,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return 1, err
 	}
+	if code, err := writeReport(rep, *out, *stack, stdout); err != nil {
+		return code, err
+	}
+	for _, s := range rep.Stages {
+		if s.Err != "" {
+			return 1, fmt.Errorf("stage %s failed: %s", s.Stage, s.Err)
+		}
+	}
+	return 0, nil
+}
+
+// writeReport prints rep and writes <name>.json and <name>.html to dir.
+func writeReport(rep *bench.Report, dir, name string, stdout io.Writer) (int, error) {
 	rep.WriteTable(stdout)
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 1, err
 	}
 	for _, w := range []struct {
 		ext   string
 		write func(io.Writer) error
 	}{{"json", rep.WriteJSON}, {"html", rep.WriteHTML}} {
-		path := filepath.Join(*out, *stack+"."+w.ext)
+		path := filepath.Join(dir, name+"."+w.ext)
 		if err := writeFile(path, w.write); err != nil {
 			return 1, err
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", path)
-	}
-	for _, s := range rep.Stages {
-		if s.Err != "" {
-			return 1, fmt.Errorf("stage %s failed: %s", s.Stage, s.Err)
-		}
 	}
 	return 0, nil
 }

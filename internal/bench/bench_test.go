@@ -138,6 +138,25 @@ func TestCheckTargets(t *testing.T) {
 			t.Errorf("a failed stage was checked: %s", target)
 		}
 	}
+
+	soak := func(figures ...Measure) bool {
+		r := &Report{Stack: Real, Stages: []*StageResult{{Stage: StageSoak, Result: Measure{Value: 500, Unit: "orders/s"}, Figures: figures}}}
+		return checkTargets(r)[0].Met
+	}
+	rate := Measure{Name: maxSustained, Value: 1000, Unit: "orders/s"}
+	shrinking := []Measure{rate, {Name: "RSS growth (late least − early most)", Value: -9.6, Unit: "MiB"},
+		{Name: "goroutine growth", Value: -146}, {Name: "open file growth", Value: -101}}
+	if !soak(shrinking...) {
+		t.Error("a soak whose RSS, goroutines and files shrank was judged as growing")
+	}
+	leaking := append([]Measure{}, shrinking...)
+	leaking[2].Value = 300
+	if soak(leaking...) {
+		t.Error("a soak that gained 300 goroutines was judged as not growing")
+	}
+	if soak(rate) {
+		t.Error("a soak with too few samples to judge was judged as not growing")
+	}
 }
 
 func TestReportWritesTableJSONAndHTML(t *testing.T) {

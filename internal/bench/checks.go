@@ -57,12 +57,14 @@ func checkTargets(r *Report) []Check {
 		add(StageMemory, "RSS ≤ 150 MiB after 1,000,000 orders", fmt.Sprintf("%.1f MiB (%s)", s.Result.Value, s.Result.Name), s.Result.Value <= 150 && strings.Contains(s.Result.Name, "after 1000000 "))
 	}
 	if s := r.Stage(StageSoak); ok(s) {
-		g := map[string]float64{}
-		for _, f := range s.Figures {
-			g[f.Unit] = f.Value
+		rss, okRSS := s.find("RSS growth")
+		gor, okGor := s.find("goroutine growth")
+		files, okFiles := s.find("open file growth")
+		got := fmt.Sprintf("RSS %+.1f MiB, goroutines %+.0f, open files %+.0f", rss, gor, files)
+		if !okRSS || !okGor || !okFiles {
+			got = "too few samples to judge"
 		}
-		got := fmt.Sprintf("RSS %+.1f MiB, goroutines %+.0f, open files %+.0f", g["MiB"], g["goroutines"], g["files"])
-		add(StageSoak, "soak: no growth in goroutines, open files or RSS", got, len(s.Figures) == 3 && g["MiB"] <= 5 && g["goroutines"] <= 5 && g["files"] <= 2)
+		add(StageSoak, "soak: no growth in goroutines, open files or RSS", got, okRSS && okGor && okFiles && rss <= 5 && gor <= 5 && files <= 2)
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"os"
 	"strings"
 	"text/tabwriter"
 )
@@ -95,6 +96,21 @@ func num(v float64) string {
 		return b.String()
 	}
 	return fmt.Sprintf("%.3g", v)
+}
+
+// ReadReport reads a report WriteJSON wrote and checks its figures against
+// the targets anew, so that a saved run can be printed again.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r.Checks = checkTargets(&r)
+	return &r, nil
 }
 
 // WriteJSON writes the whole report, series and samples included.
