@@ -257,6 +257,7 @@ func runSoak(ctx context.Context, cfg *Config, rep *Report) (*StageResult, error
 	if err != nil {
 		return res, err
 	}
+	before := atRest(ctx, f.proc, time.Now())
 	// About sixty samples, so that a short soak can be judged too.
 	every := min(max(cfg.SoakDuration/60, time.Second), 10*time.Second)
 	began := time.Now()
@@ -281,6 +282,13 @@ func runSoak(ctx context.Context, cfg *Config, rep *Report) (*StageResult, error
 	if err != nil {
 		return res, err
 	}
+	// Under load the goroutines and open files follow the connections the
+	// load holds open. At rest, before and after, they must be the same:
+	// what the soak left behind is what leaked.
+	after := atRest(ctx, f.proc, began)
+	res.figure("goroutines at rest, after − before the soak", after.Goroutines-before.Goroutines, "goroutines at rest")
+	res.figure("open files at rest, after − before the soak", after.OpenFiles-before.OpenFiles, "files at rest")
+	res.figure("RSS at rest after the soak", after.RSSMiB, "MiB at rest")
 	res.Result = Measure{Name: "orders per second carried end to end", Unit: "orders/s",
 		Value: round(float64(fr.emails) / cfg.SoakDuration.Seconds())}
 	res.setBaseline("orders per second offered", rate, "orders/s")
@@ -290,6 +298,14 @@ func runSoak(ctx context.Context, cfg *Config, rep *Report) (*StageResult, error
 		res.figure(g.Name, g.Value, g.Unit)
 	}
 	return res, nil
+}
+
+// atRest samples the process once the load generator's idle keep-alive
+// connections are closed and the process had a moment to notice.
+func atRest(ctx context.Context, p *chaos.Proc, began time.Time) ResourceSample {
+	client.CloseIdleConnections()
+	time.Sleep(3 * time.Second)
+	return sampleResources(ctx, p, began)
 }
 
 // growth compares the soak's resources early in the run (after a fifth of
