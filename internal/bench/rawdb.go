@@ -97,6 +97,7 @@ func (p pgRaw) deliverySubjects(ctx context.Context) (map[string]string, error) 
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	return collectPairs(rows)
 }
 
@@ -158,28 +159,27 @@ func (s sqliteRaw) deliverySubjects(ctx context.Context) (map[string]string, err
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var id, subject string
-		if err := rows.Scan(&id, &subject); err != nil {
-			return nil, err
-		}
-		out[strings.ToLower(id)] = subject
-	}
-	return out, rows.Err()
+	return collectPairs(rows)
 }
 
 func (s sqliteRaw) close() { s.db.Close() }
 
-func collectPairs(rows pgx.Rows) (map[string]string, error) {
-	defer rows.Close()
+// rows is what pgx and database/sql result sets have in common.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// collectPairs reads (delivery id, subject) rows into a map by lower-case id.
+func collectPairs(r rows) (map[string]string, error) {
 	out := map[string]string{}
-	for rows.Next() {
+	for r.Next() {
 		var id, subject string
-		if err := rows.Scan(&id, &subject); err != nil {
+		if err := r.Scan(&id, &subject); err != nil {
 			return nil, err
 		}
 		out[strings.ToLower(id)] = subject
 	}
-	return out, rows.Err()
+	return out, r.Err()
 }
