@@ -41,7 +41,11 @@ trap 'exit 143' TERM
 if [[ " $STACKS " == *" real "* ]]; then
   phase "installing dependencies"
   "$ROOT/scripts/install-deps.sh"
-  if ! "$SERVICES" status | grep -q '^postgres *running' || ! "$SERVICES" status | grep -q '^kafka *running'; then
+  # The status is read whole first: under pipefail, grep -q closing the
+  # pipe early would make a running service look stopped, and this script
+  # would then stop, at its end, services it did not start.
+  status="$("$SERVICES" status)"
+  if ! grep -q '^postgres *running' <<<"$status" || ! grep -q '^kafka *running' <<<"$status"; then
     phase "starting services"
     "$SERVICES" start
     started=1
