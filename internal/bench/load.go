@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // sample is one operation of a load: when it started and how long it took.
@@ -74,13 +76,7 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, maxInFlight in
 		if at.Sub(r.began) >= d {
 			break
 		}
-		if wait := time.Until(at); wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
-		if ctx.Err() != nil {
+		if !backoff.Sleep(ctx, time.Until(at)) || ctx.Err() != nil {
 			break
 		}
 		select {

@@ -11,7 +11,7 @@ import (
 )
 
 // startProfile, when the run profiles, takes a CPU profile of the eventflow
-// process at baseURL over the next d (at most 30 s), and an allocation
+// process at baseURL over the next d (at most 20 s), and an allocation
 // profile when the returned function is called at the end of the load. The
 // process serves them because the harness starts it with EVENTFLOW_PPROF.
 func startProfile(ctx context.Context, cfg *Config, baseURL, stage string, d time.Duration) (stop func()) {

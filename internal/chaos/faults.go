@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // fault is one kind of failure the driver injects.
@@ -164,7 +166,7 @@ func killKafka(ctx context.Context, r *runner, rng *rand.Rand) (string, error) {
 		return "", err
 	}
 	down := time.Now()
-	sleepCtx(ctx, between(rng, 500*time.Millisecond, 2*time.Second))
+	backoff.Sleep(ctx, between(rng, 500*time.Millisecond, 2*time.Second))
 	if err := r.svc.StartKafka(ctx); err != nil {
 		return "", err
 	}
@@ -202,7 +204,7 @@ func killRelay(ctx context.Context, r *runner, rng *rand.Rand) (string, error) {
 
 // restart starts name again after a short pause and says so.
 func (r *runner) restart(ctx context.Context, rng *rand.Rand, name, roles string) string {
-	sleepCtx(ctx, between(rng, 300*time.Millisecond, 1500*time.Millisecond))
+	backoff.Sleep(ctx, between(rng, 300*time.Millisecond, 1500*time.Millisecond))
 	before := r.cluster.FailedStarts()
 	p, err := r.cluster.StartRetry(ctx, name, roles, 3*time.Minute)
 	if err != nil {
@@ -314,9 +316,9 @@ func killNotifierUncommitted(ctx context.Context, r *runner, rng *rand.Rand) (st
 		ev, err := killNotifier(ctx, r, rng)
 		return "no notifier waited on the inbox in 10 s; instead " + ev, err
 	}
-	sleepCtx(ctx, time.Second)
+	backoff.Sleep(ctx, time.Second)
 	tx.Rollback(ctx)
-	sleepCtx(ctx, between(rng, 10*time.Millisecond, 60*time.Millisecond))
+	backoff.Sleep(ctx, between(rng, 10*time.Millisecond, 60*time.Millisecond))
 	if tx, err = lock(); err != nil {
 		return "", err
 	}
@@ -392,7 +394,7 @@ func smtpMode(mode SinkMode, minSec, maxSec int) func(context.Context, *runner, 
 		if err := r.sink.SetMode(mode, 150*time.Millisecond); err != nil {
 			return "", err
 		}
-		sleepCtx(ctx, d)
+		backoff.Sleep(ctx, d)
 		if err := r.sink.SetMode(SinkUp, 0); err != nil {
 			return "", err
 		}
@@ -406,7 +408,7 @@ func rebalance(ctx context.Context, r *runner, rng *rand.Rand) (string, error) {
 		return "", err
 	}
 	d := between(rng, 3*time.Second, 6*time.Second)
-	sleepCtx(ctx, d)
+	backoff.Sleep(ctx, d)
 	if err := r.cluster.Stop("notifier-3"); err != nil {
 		return "", err
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/eventflow/eventflow/notifications"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // PlannedOrder is one order of the stream: when it is created, for whom,
@@ -267,7 +269,7 @@ func RunLoad(ctx context.Context, api API, orders []PlannedOrder, inFlight int) 
 			}
 			stats.Created.Add(1)
 			for i, status := range o.Steps {
-				if !sleepCtx(ctx, o.Gaps[i]) {
+				if !backoff.Sleep(ctx, o.Gaps[i]) {
 					return
 				}
 				if !changeStatus(ctx, api, id, status, sem, stats) {
@@ -307,7 +309,7 @@ func createOrder(ctx context.Context, api API, o PlannedOrder, sem chan struct{}
 			return "", false
 		}
 		stats.Retried.Add(1)
-		if !sleepCtx(ctx, retryPause(attempt)) {
+		if !backoff.Sleep(ctx, retryPause(attempt)) {
 			return "", false
 		}
 	}
@@ -335,7 +337,7 @@ func changeStatus(ctx context.Context, api API, id, status string, sem chan stru
 			return false
 		}
 		stats.Retried.Add(1)
-		if !sleepCtx(ctx, retryPause(attempt)) {
+		if !backoff.Sleep(ctx, retryPause(attempt)) {
 			return false
 		}
 	}
@@ -359,15 +361,4 @@ func call(ctx context.Context, api API, method, path string, body any, headers m
 	return code, err
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-func sleepUntil(ctx context.Context, at time.Time) bool { return sleepCtx(ctx, time.Until(at)) }
+func sleepUntil(ctx context.Context, at time.Time) bool { return backoff.Sleep(ctx, time.Until(at)) }

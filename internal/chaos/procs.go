@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // Proc is one incarnation of an eventflow process.
@@ -165,7 +167,7 @@ func (c *Cluster) StartRetry(ctx context.Context, name, roles string, within tim
 		if err == nil || !errors.Is(err, errNotListening) || time.Now().After(deadline) {
 			return p, err
 		}
-		if !sleepCtx(ctx, 2*time.Second) {
+		if !backoff.Sleep(ctx, 2*time.Second) {
 			return nil, ctx.Err()
 		}
 	}

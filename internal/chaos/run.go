@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // Config is one run.
@@ -391,7 +393,7 @@ func (r *runner) settle(ctx context.Context) bool {
 	}) {
 		return false
 	}
-	sleepCtx(ctx, time.Second) // a batch deleted before publishing (at-most-once) may still be on its way
+	backoff.Sleep(ctx, time.Second) // a batch deleted before publishing (at-most-once) may still be on its way
 	if !wait("a transaction is open in the topic", func() (bool, error) {
 		open, err := OpenTransactions(ctx, r.brokers, r.topic)
 		if err == nil && len(open) > 0 {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eventflow/eventflow/internal/backoff"
 )
 
 // Services are the real PostgreSQL and Apache Kafka that scripts/services.sh
@@ -150,7 +152,7 @@ func (s Services) StartKafka(ctx context.Context) error {
 		if err = s.script(ctx, 3*time.Minute, "start", "kafka"); err == nil || ctx.Err() != nil {
 			return err
 		}
-		sleepCtx(ctx, 3*time.Second)
+		backoff.Sleep(ctx, 3*time.Second)
 	}
 	return err
 }
