@@ -19,6 +19,11 @@ const (
 	DeliveryDead DeliveryStatus = "dead"
 )
 
+// Known reports whether s is one of the statuses above.
+func (s DeliveryStatus) Known() bool {
+	return s == DeliveryPending || s == DeliverySent || s == DeliveryDead
+}
+
 // Delivery is one notification of one event to one subscription. There is
 // at most one per (event, subscription): that uniqueness is what makes a
 // redelivered event notify nobody twice.

@@ -29,11 +29,17 @@ type NotifierConfig struct {
 	// EventTTL is how old an event may be and still notify anyone; older
 	// events are recorded as expired and skipped. Zero keeps every event.
 	EventTTL time.Duration
-	// Recorded is called after deliveries were created, to wake the
-	// delivery workers in this process.
+	// Recorded is called after deliveries were created that were not
+	// handed to Workers, to wake the delivery workers in this process.
 	Recorded func()
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Workers, when set, are the delivery workers of this process: as far
+	// as they have room, the deliveries an event creates are recorded as
+	// claimed by them and handed over in memory, which spares the claim
+	// (a write and a read of each delivery) and the wait for it. If the
+	// process dies first, they are sent by any worker after their lease.
+	Workers *Worker
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // NewNotifier returns a Notifier. reg may be nil.
@@ -69,6 +75,7 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 	}
 	now := n.cfg.Now().UTC().Truncate(time.Microsecond)
 	records := make([]EventRecord, 0, len(events))
+	matched := map[string]Subscription{} // by id: what a handed-over job sends with
 	for _, e := range events {
 		if n.cfg.EventTTL > 0 && now.Sub(e.Time) > n.cfg.EventTTL {
 			records = append(records, EventRecord{Event: e, Status: InboxExpired})
@@ -80,6 +87,7 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 		}
 		deliveries := make([]Delivery, 0, len(subs))
 		for _, s := range subs {
+			matched[s.ID] = s
 			id, err := uuid.NewV7()
 			if err != nil {
 				return err
@@ -101,6 +109,7 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 		}
 		records = append(records, EventRecord{Event: e, Status: InboxHandled, Deliveries: deliveries})
 	}
+	handing := n.claimForHandOff(ctx, records, now)
 	var (
 		created []bool
 		err     error
@@ -115,11 +124,13 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 		created, err = n.store.RecordEvents(ctx, records)
 	}
 	if err != nil {
+		n.cfg.Workers.unreserve(handing)
 		if len(records) == 1 {
 			return fmt.Errorf("record event %s: %w", records[0].Event.ID, err)
 		}
 		return fmt.Errorf("record %d events: %w", len(records), err)
 	}
+	var jobs []Job
 	woke := false
 	for i, r := range records {
 		switch {
@@ -131,8 +142,21 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 		default:
 			n.metrics.events.WithLabelValues("handled").Inc()
 			n.metrics.deliveriesCreated.Add(float64(len(r.Deliveries)))
-			woke = woke || len(r.Deliveries) > 0
+			for _, d := range r.Deliveries {
+				if bornClaimed(d) {
+					jobs = append(jobs, Job{Delivery: d, Event: r.Event, Subscription: matched[d.SubscriptionID]})
+				} else {
+					woke = true
+				}
+			}
 		}
+	}
+	if handing > 0 {
+		// The born-claimed deliveries of events already in the inbox were
+		// not recorded: their room goes back.
+		n.cfg.Workers.unreserve(handing - len(jobs))
+		n.cfg.Workers.handOff(jobs, now)
+		n.metrics.handedOff.Add(float64(len(jobs)))
 	}
 	if woke {
 		n.cfg.Recorded()
@@ -140,9 +164,68 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 	return nil
 }
 
+// claimForHandOff records as claimed by this process's workers (an attempt
+// counted, hidden from claims until the lease ends) the deliveries of
+// records that the workers have room for and may send at once, and
+// returns how many: the room it reserved for them. A delivery may go at
+// once only if it is the first of its subscription and subject in records
+// and none of theirs is pending in the store, so that a subscriber still
+// hears about one order's changes in order. Should asking the store fail,
+// nothing is handed over: the deliveries wait for a claim as before.
+func (n *Notifier) claimForHandOff(ctx context.Context, records []EventRecord, now time.Time) int {
+	w := n.cfg.Workers
+	if w == nil {
+		return 0
+	}
+	var (
+		firsts []*Delivery
+		keys   []SubjectKey
+		seen   = map[SubjectKey]bool{}
+	)
+	for i := range records {
+		for j := range records[i].Deliveries {
+			d := &records[i].Deliveries[j]
+			k := SubjectKey{SubscriptionID: d.SubscriptionID, Subject: d.Subject}
+			if !seen[k] {
+				seen[k] = true
+				firsts, keys = append(firsts, d), append(keys, k)
+			}
+		}
+	}
+	reserved := w.reserve(len(firsts))
+	if reserved == 0 {
+		return 0
+	}
+	firsts, keys = firsts[:reserved], keys[:reserved]
+	pending, err := n.store.PendingSubjects(ctx, keys)
+	if err != nil {
+		w.unreserve(reserved)
+		n.cfg.Logger.Warn("look for pending deliveries; the new ones wait for a claim", "err", err)
+		return 0
+	}
+	blocked := make(map[SubjectKey]bool, len(pending))
+	for _, k := range pending {
+		blocked[k] = true
+	}
+	claimed := 0
+	for i, d := range firsts {
+		if !blocked[keys[i]] {
+			d.Attempts = 1
+			d.NextAttemptAt = now.Add(w.cfg.Lease)
+			claimed++
+		}
+	}
+	w.unreserve(reserved - claimed)
+	return claimed
+}
+
+// bornClaimed reports whether claimForHandOff claimed d.
+func bornClaimed(d Delivery) bool { return d.Attempts > 0 }
+
 type notifierMetrics struct {
 	events            *prometheus.CounterVec
 	deliveriesCreated prometheus.Counter
+	handedOff         prometheus.Counter
 }
 
 func newNotifierMetrics(reg prometheus.Registerer) *notifierMetrics {
@@ -155,9 +238,13 @@ func newNotifierMetrics(reg prometheus.Registerer) *notifierMetrics {
 			Name: "eventflow_notifier_deliveries_created_total",
 			Help: "Deliveries created for matching subscriptions.",
 		}),
+		handedOff: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventflow_notifier_deliveries_handed_off_total",
+			Help: "Deliveries created claimed by the workers of the same process and handed to them without a claim.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.deliveriesCreated)
+		reg.MustRegister(m.events, m.deliveriesCreated, m.handedOff)
 	}
 	return m
 }

@@ -348,7 +348,7 @@ func (s *Service) Deliveries(ctx context.Context, caller eventflow.Caller, f Del
 		return DeliveryPage{}, eventflow.FieldError("event_id", "must be an event id (a UUID)")
 	case f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID):
 		return DeliveryPage{}, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
-	case f.Status != "" && f.Status != DeliveryPending && f.Status != DeliverySent && f.Status != DeliveryDead:
+	case f.Status != "" && !f.Status.Known():
 		return DeliveryPage{}, eventflow.FieldError("status", "must be pending, sent or dead")
 	}
 	var ok bool

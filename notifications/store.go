@@ -43,6 +43,10 @@ type Store interface {
 	// event in records, creates nothing.
 	RecordEvents(ctx context.Context, records []EventRecord) (created []bool, err error)
 
+	// PendingSubjects returns those of keys that have a pending delivery
+	// (due or not, claimed or not): a new delivery of such a subscription
+	// and subject must wait its turn behind it.
+	PendingSubjects(ctx context.Context, keys []SubjectKey) ([]SubjectKey, error)
 	// ClaimDeliveries claims up to limit pending deliveries due at now for
 	// sending, counting an attempt for each and hiding it from other claims
 	// until now+lease (so a worker that dies mid-send leaves it to be
@@ -65,7 +69,11 @@ type Store interface {
 	// RetryDelivery makes a dead delivery pending again, due at now, with
 	// its attempts reset. Any other status is ErrNotDead.
 	RetryDelivery(ctx context.Context, id string, now time.Time) (Delivery, error)
-	// DeliveryCounts counts deliveries by status, for metrics.
+	// DeliveryCounts counts the pending and the dead deliveries, for
+	// metrics; the map holds both, zero included. Sent deliveries are not
+	// counted: they are the activity log, which only grows, so counting
+	// them would cost each scrape more than the last (the workers count
+	// what they send in eventflow_deliveries_total).
 	DeliveryCounts(ctx context.Context) (map[DeliveryStatus]int64, error)
 
 	// Secret returns the named secret, creating it from newValue on first
@@ -78,6 +86,14 @@ type EventRecord struct {
 	Event      event.Event
 	Status     InboxStatus
 	Deliveries []Delivery
+}
+
+// SubjectKey names the deliveries that are sent one at a time, in the
+// order they were created: those of one subscription about one subject
+// (one order).
+type SubjectKey struct {
+	SubscriptionID string
+	Subject        string
 }
 
 // SentMark is one delivery for MarkSentBatch: accepted by the server at At.

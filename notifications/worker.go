@@ -64,6 +64,13 @@ type Worker struct {
 	metrics *workerMetrics
 	wake    chan struct{}
 
+	// queue holds claimed jobs for the senders: from the claims of Run,
+	// and handed straight from the notifier of this process (handOff).
+	// handMu keeps a hand-off from sending on it once Run has closed it.
+	queue   chan claimedJob
+	handMu  sync.Mutex
+	stopped bool
+
 	// outstanding counts the deliveries claimed and not yet finished
 	// (queued or being sent); sendNanos is a moving average of how long
 	// a send takes, which bounds how many may wait in the queue.
@@ -119,6 +126,8 @@ func NewWorker(store Store, render *Renderer, email EmailSender, webhook Webhook
 		store: store, render: render, email: email, webhook: webhook, cfg: cfg,
 		metrics: newWorkerMetrics(reg),
 		wake:    make(chan struct{}, 1),
+		// outstanding never exceeds this, so a send to it never blocks.
+		queue: make(chan claimedJob, cfg.ClaimBatch+cfg.Concurrency),
 	}
 }
 
@@ -142,15 +151,17 @@ func (w *Worker) now() time.Time { return w.cfg.Now().UTC().Truncate(time.Micros
 // the server accepted it, and is sent only within half its lease from the
 // claim (the send's deadline), so another worker never sends it too.
 func (w *Worker) Run(ctx context.Context) error {
-	queue := make(chan claimedJob, w.cfg.ClaimBatch+w.cfg.Concurrency)
 	sent := make(chan sentJob, w.cfg.ClaimBatch+w.cfg.Concurrency)
 	var senders, recorder sync.WaitGroup
 	recorder.Go(func() { w.record(ctx, sent) })
 	for range w.cfg.Concurrency {
-		senders.Go(func() { w.sendQueued(ctx, queue, sent) })
+		senders.Go(func() { w.sendQueued(ctx, w.queue, sent) })
 	}
 	defer func() {
-		close(queue)
+		w.handMu.Lock()
+		w.stopped = true
+		close(w.queue)
+		w.handMu.Unlock()
 		senders.Wait()
 		close(sent)
 		recorder.Wait()
@@ -158,9 +169,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for {
-		if limit := w.claimLimit(); limit > 0 {
+		// The room is reserved before the claim, as the notifier reserves
+		// it before a hand-off, so that the two never overfill the queue.
+		if limit := w.reserve(w.claimLimit()); limit > 0 {
 			now := w.now()
 			jobs, err := w.store.ClaimDeliveries(ctx, now, limit, w.cfg.Lease)
+			w.unreserve(limit - len(jobs))
 			if ctx.Err() != nil {
 				w.release(jobs)
 				return nil
@@ -168,9 +182,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil {
 				w.cfg.Logger.Warn("claim deliveries", "err", err)
 			}
-			w.outstanding.Add(int64(len(jobs)))
 			for _, j := range jobs {
-				queue <- claimedJob{job: j, claimedAt: now} // never blocks: outstanding bounds it
+				w.queue <- claimedJob{job: j, claimedAt: now} // never blocks: reserved
 			}
 			if len(jobs) == limit {
 				continue // there may be more due
@@ -187,20 +200,66 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // claimLimit is how many deliveries to claim now, or 0 to wait: claims are
 // made only once there is room for half a batch, so that each takes many.
-// Room is ClaimBatch beyond the senders while sends are fast, and shrinks
-// when they are slow, so that the last one queued is still sent within a
-// quarter of the lease.
 func (w *Worker) claimLimit() int {
-	most := w.cfg.Concurrency + w.cfg.ClaimBatch
-	if avg := time.Duration(w.sendNanos.Load()); avg > 0 {
-		perSender := int64(w.cfg.Lease / 4 / avg)
-		most = int(min(int64(most), max(int64(w.cfg.Concurrency), int64(w.cfg.Concurrency)*perSender)))
-	}
+	most := w.capacity()
 	room := most - int(w.outstanding.Load())
 	if room <= 0 || (room < min(w.cfg.ClaimBatch, most)/2 && w.outstanding.Load() > 0) {
 		return 0
 	}
 	return room
+}
+
+// capacity is how many deliveries may be outstanding (queued or being
+// sent): ClaimBatch beyond the senders while sends are fast, fewer when
+// they are slow, so that the last one queued is still sent within a
+// quarter of the lease.
+func (w *Worker) capacity() int {
+	most := w.cfg.Concurrency + w.cfg.ClaimBatch
+	if avg := time.Duration(w.sendNanos.Load()); avg > 0 {
+		perSender := int64(w.cfg.Lease / 4 / avg)
+		most = int(min(int64(most), max(int64(w.cfg.Concurrency), int64(w.cfg.Concurrency)*perSender)))
+	}
+	return most
+}
+
+// reserve takes room in the queue for up to n deliveries, claimed by Run
+// or handed over born claimed by the notifier of this process, and returns
+// how many it took; what is not queued is given back with unreserve.
+func (w *Worker) reserve(n int) int {
+	for {
+		out := w.outstanding.Load()
+		k := min(int64(n), int64(w.capacity())-out)
+		if k <= 0 {
+			return 0
+		}
+		if w.outstanding.CompareAndSwap(out, out+k) {
+			return int(k)
+		}
+	}
+}
+
+// unreserve gives back room taken by reserve and not used.
+func (w *Worker) unreserve(n int) {
+	if n > 0 {
+		w.outstanding.Add(-int64(n))
+	}
+}
+
+// handOff queues jobs the notifier recorded as claimed by this worker at
+// claimedAt, in room it reserved for them. Once Run has stopped, the jobs
+// are released instead, due again at once for any worker.
+func (w *Worker) handOff(jobs []Job, claimedAt time.Time) {
+	w.handMu.Lock()
+	if !w.stopped {
+		for _, j := range jobs {
+			w.queue <- claimedJob{job: j, claimedAt: claimedAt} // never blocks: reserved
+		}
+		w.handMu.Unlock()
+		return
+	}
+	w.handMu.Unlock()
+	w.unreserve(len(jobs))
+	w.release(jobs)
 }
 
 // sendQueued is one sender: it sends queued jobs until the queue is closed,
@@ -404,10 +463,10 @@ func newWorkerMetrics(reg prometheus.Registerer) *workerMetrics {
 }
 
 var deliveriesDesc = prometheus.NewDesc("eventflow_deliveries",
-	"Deliveries in the database by status (pending, sent, dead).", []string{"status"}, nil)
+	"Deliveries in the database waiting to be sent (pending) and failed for good (dead).", []string{"status"}, nil)
 
-// DeliveryCollector reports the deliveries by status at each scrape: the
-// dead count and the pending backlog whichever process sent them.
+// DeliveryCollector reports at each scrape the pending backlog and the dead
+// deliveries in the database, whichever process made them.
 type DeliveryCollector struct{ store Store }
 
 // NewDeliveryCollector returns a collector over store.
@@ -425,7 +484,7 @@ func (c DeliveryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(deliveriesDesc, err)
 		return
 	}
-	for _, s := range []DeliveryStatus{DeliveryPending, DeliverySent, DeliveryDead} {
+	for _, s := range []DeliveryStatus{DeliveryPending, DeliveryDead} {
 		ch <- prometheus.MustNewConstMetric(deliveriesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 }

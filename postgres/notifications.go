@@ -386,6 +386,33 @@ func refusedData(err error) bool {
 const deliveryColumns = `id, event_id, event_type, subject, subscription_id, user_id, channel, address,
 	status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at`
 
+// PendingSubjects implements notifications.Store: one statement, each key
+// looked up in the pending-only deliveries_order index.
+func (s *Notifications) PendingSubjects(ctx context.Context, keys []notifications.SubjectKey) ([]notifications.SubjectKey, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	subs := make([]string, len(keys))
+	subjects := make([]string, len(keys))
+	for i, k := range keys {
+		subs[i], subjects[i] = k.SubscriptionID, k.Subject
+	}
+	rows, err := s.db.pool.Query(ctx, `
+		SELECT k.sub, k.subject FROM unnest($1::text[], $2::text[]) AS k(sub, subject)
+		 WHERE EXISTS (
+		       SELECT 1 FROM deliveries d
+		        WHERE d.subscription_id = k.sub::uuid AND d.subject = k.subject
+		          AND d.status = 'pending')`, subs, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("pending subjects: %w", err)
+	}
+	pending, err := pgx.CollectRows(rows, pgx.RowToStructByPos[notifications.SubjectKey])
+	if err != nil {
+		return nil, fmt.Errorf("pending subjects: %w", err)
+	}
+	return pending, nil
+}
+
 // ClaimDeliveries implements notifications.Store, in one statement that
 // several notifiers may run at once. Each locks the rows it picks and skips
 // the rows others have locked; a row another claim updated since this one's
@@ -575,20 +602,27 @@ func (s *Notifications) Delivery(ctx context.Context, id string) (notifications.
 }
 
 // Deliveries implements notifications.Store. A Limit of zero or less means
-// no limit; a Before or a SubscriptionID that is not a UUID is an EINVALID
-// error.
+// no limit; a Before or a SubscriptionID that is not a UUID, or a Status
+// that is none of pending, sent and dead, is an EINVALID error.
 func (s *Notifications) Deliveries(ctx context.Context, f notifications.DeliveryFilter) ([]notifications.Delivery, error) {
 	switch {
 	case f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID):
 		return nil, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
 	case f.Before != "" && !eventflow.ValidUUID(f.Before):
 		return nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
+	case f.Status != "" && !f.Status.Known():
+		return nil, eventflow.FieldError("status", "must be pending, sent or dead")
 	}
 	var q listQuery
 	q.where("event_id", f.EventID)
 	q.where("subscription_id", f.SubscriptionID)
 	q.where("user_id", f.UserID)
-	q.where("status", string(f.Status))
+	if f.Status != "" {
+		// Written into the query rather than bound, so that every plan of
+		// it, generic ones included, can use the partial index of that
+		// status.
+		q.conds = append(q.conds, "status = '"+string(f.Status)+"'")
+	}
 	q.before(f.Before)
 	query := q.sql(`SELECT `+deliveryColumns+` FROM deliveries`, f.Limit)
 	return s.deliveries(ctx, query, q.args...)
@@ -616,30 +650,21 @@ func (s *Notifications) RetryDelivery(ctx context.Context, id string, now time.T
 	return list[0], nil
 }
 
-// DeliveryCounts implements notifications.Store. Every status is counted,
-// zero included, so that a gauge of each goes back to zero.
+// DeliveryCounts implements notifications.Store. Each count reads the
+// partial index of its status (deliveries_due, deliveries_dead), never the
+// sent deliveries.
 func (s *Notifications) DeliveryCounts(ctx context.Context) (map[notifications.DeliveryStatus]int64, error) {
-	counts := map[notifications.DeliveryStatus]int64{
-		notifications.DeliveryPending: 0,
-		notifications.DeliverySent:    0,
-		notifications.DeliveryDead:    0,
-	}
-	rows, err := s.db.pool.Query(ctx, `SELECT status, count(*) FROM deliveries GROUP BY status`)
+	var pending, dead int64
+	err := s.db.pool.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'),
+		       (SELECT count(*) FROM deliveries WHERE status = 'dead')`).Scan(&pending, &dead)
 	if err != nil {
 		return nil, fmt.Errorf("count deliveries: %w", err)
 	}
-	var (
-		status notifications.DeliveryStatus
-		n      int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
-		counts[status] = n
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count deliveries: %w", err)
-	}
-	return counts, nil
+	return map[notifications.DeliveryStatus]int64{
+		notifications.DeliveryPending: pending,
+		notifications.DeliveryDead:    dead,
+	}, nil
 }
 
 // deliveries runs a query of deliveryColumns.

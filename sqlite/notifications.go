@@ -326,6 +326,48 @@ func recordEvent(ctx context.Context, tx *sql.Tx, e event.Event, status notifica
 const deliveryColumns = `id, event_id, event_type, subject, subscription_id, user_id, channel, address,
 	status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at`
 
+// PendingSubjects implements notifications.Store: one statement, each key
+// looked up in the pending-only deliveries_order index.
+func (s *Notifications) PendingSubjects(ctx context.Context, keys []notifications.SubjectKey) ([]notifications.SubjectKey, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pairs := make([][2]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = [2]string{k.SubscriptionID, k.Subject}
+	}
+	list, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, fmt.Errorf("pending subjects: %w", err)
+	}
+	rows, err := s.db.read.QueryContext(ctx, pendingSubjectsQuery, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("pending subjects: %w", err)
+	}
+	defer rows.Close()
+	var pending []notifications.SubjectKey
+	for rows.Next() {
+		var k notifications.SubjectKey
+		if err := rows.Scan(&k.SubscriptionID, &k.Subject); err != nil {
+			return nil, fmt.Errorf("pending subjects: %w", err)
+		}
+		pending = append(pending, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pending subjects: %w", err)
+	}
+	return pending, nil
+}
+
+// pendingSubjectsQuery takes the keys as one JSON array of
+// [subscription id, subject] pairs.
+const pendingSubjectsQuery = `
+	SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k
+	 WHERE EXISTS (
+	       SELECT 1 FROM deliveries d INDEXED BY deliveries_order
+	        WHERE d.subscription_id = k.value ->> 0 AND d.subject = k.value ->> 1
+	          AND d.status = 'pending')`
+
 // claimQuery picks up to limit due deliveries, longest due first, and pushes
 // their next attempt to the end of the lease. It reads the pending-only
 // deliveries_due index, so a claim costs the rows it claims however many
@@ -539,35 +581,51 @@ func (s *Notifications) Delivery(ctx context.Context, id string) (notifications.
 }
 
 // Deliveries implements notifications.Store. A Limit of zero or less means
-// no limit; a Before or a SubscriptionID that is not a UUID is an EINVALID
-// error.
+// no limit; a Before or a SubscriptionID that is not a UUID, or a Status
+// that is none of pending, sent and dead, is an EINVALID error.
 func (s *Notifications) Deliveries(ctx context.Context, f notifications.DeliveryFilter) ([]notifications.Delivery, error) {
-	if f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID) {
+	switch {
+	case f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID):
 		return nil, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
+	case f.Status != "" && !f.Status.Known():
+		return nil, eventflow.FieldError("status", "must be pending, sent or dead")
 	}
+	query, args, err := deliveriesQuery(f)
+	if err != nil {
+		return nil, err
+	}
+	return s.deliveries(ctx, s.db.read, query, args...)
+}
+
+// deliveriesQuery is the query of a page of deliveries that f asks for.
+func deliveriesQuery(f notifications.DeliveryFilter) (string, []any, error) {
 	query := `SELECT ` + deliveryColumns + ` FROM deliveries WHERE 1 = 1`
 	var args []any
 	for _, c := range []struct{ column, value string }{
 		{"event_id", f.EventID},
 		{"subscription_id", f.SubscriptionID},
 		{"user_id", f.UserID},
-		{"status", string(f.Status)},
 	} {
 		if c.value != "" {
 			query += ` AND ` + c.column + ` = ?`
 			args = append(args, c.value)
 		}
 	}
+	if f.Status != "" {
+		// Written into the query rather than bound, so that SQLite can
+		// plan it with the partial index of that status.
+		query += ` AND status = '` + string(f.Status) + `'`
+	}
 	if f.Before != "" {
 		if !eventflow.ValidUUID(f.Before) {
-			return nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
+			return "", nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
 		}
 		query += ` AND id < ?`
 		args = append(args, f.Before)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, noLimitIfZero(f.Limit))
-	return s.deliveries(ctx, s.db.read, query, args...)
+	return query, args, nil
 }
 
 // RetryDelivery implements notifications.Store. The retried delivery starts
@@ -594,34 +652,22 @@ func (s *Notifications) RetryDelivery(ctx context.Context, id string, now time.T
 	return d, err
 }
 
-// DeliveryCounts implements notifications.Store. Every status is counted,
-// zero included, so that a gauge of each goes back to zero.
+// DeliveryCounts implements notifications.Store. Both counts read a
+// partial index of their status, never the sent deliveries.
 func (s *Notifications) DeliveryCounts(ctx context.Context) (map[notifications.DeliveryStatus]int64, error) {
-	rows, err := s.db.read.QueryContext(ctx, `SELECT status, count(*) FROM deliveries GROUP BY status`)
-	if err != nil {
+	var pending, dead int64
+	if err := s.db.read.QueryRowContext(ctx, deliveryCountsQuery).Scan(&pending, &dead); err != nil {
 		return nil, fmt.Errorf("count deliveries: %w", err)
 	}
-	defer rows.Close()
-	counts := map[notifications.DeliveryStatus]int64{
-		notifications.DeliveryPending: 0,
-		notifications.DeliverySent:    0,
-		notifications.DeliveryDead:    0,
-	}
-	for rows.Next() {
-		var (
-			status notifications.DeliveryStatus
-			n      int64
-		)
-		if err := rows.Scan(&status, &n); err != nil {
-			return nil, fmt.Errorf("count deliveries: %w", err)
-		}
-		counts[status] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count deliveries: %w", err)
-	}
-	return counts, nil
+	return map[notifications.DeliveryStatus]int64{
+		notifications.DeliveryPending: pending,
+		notifications.DeliveryDead:    dead,
+	}, nil
 }
+
+const deliveryCountsQuery = `
+	SELECT (SELECT count(*) FROM deliveries INDEXED BY deliveries_due WHERE status = 'pending'),
+	       (SELECT count(*) FROM deliveries INDEXED BY deliveries_dead WHERE status = 'dead')`
 
 // deliveries runs a query of deliveryColumns.
 func (s *Notifications) deliveries(ctx context.Context, q queryer, query string, args ...any) ([]notifications.Delivery, error) {

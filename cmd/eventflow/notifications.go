@@ -111,6 +111,7 @@ func setUpNotifications(ctx context.Context, s notificationsSetup, apiCfg *httpa
 	notifier := notifications.NewNotifier(s.store, matcher, s.registry, notifications.NotifierConfig{
 		EventTTL: cfg.EventTTL,
 		Recorded: worker.Wake,
+		Workers:  worker,
 		Logger:   s.log,
 	})
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{

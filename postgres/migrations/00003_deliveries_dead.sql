@@ -1,0 +1,11 @@
+-- +goose NO TRANSACTION
+-- +goose Up
+-- The dead deliveries are few and asked for often (their count at every
+-- metrics scrape, the list of them to re-drive), while the sent ones only
+-- grow: an index of the dead alone finds them without reading the others.
+-- Built concurrently: a database that already keeps millions of deliveries
+-- goes on taking writes meanwhile.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS deliveries_dead ON deliveries (id) WHERE status = 'dead';
+
+-- +goose Down
+DROP INDEX CONCURRENTLY IF EXISTS deliveries_dead;
