@@ -69,7 +69,6 @@ type handOffWorld struct {
 	sender   *recordingSender
 	worker   *notifications.Worker
 	notifier *notifications.Notifier
-	sub      notifications.Subscription
 }
 
 // newHandOffWorld is one process's notifier and workers on a fresh SQLite
@@ -89,12 +88,12 @@ func newHandOffWorld(t *testing.T, poll time.Duration) *handOffWorld {
 		sender: &recordingSender{refuse: map[string]int{}},
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	w.sub = notifications.Subscription{
+	alice := notifications.Subscription{
 		ID: "0190a000-0000-7000-8000-000000000001", UserID: "alice", Chan: notifications.ChannelEmail,
 		Address: "alice@example.com", Patterns: []string{"orders.order.*"}, Scope: notifications.ScopeOwn,
 		Status: notifications.StatusActive, Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
-	if err := w.store.CreateSubscription(t.Context(), w.sub); err != nil {
+	if err := w.store.CreateSubscription(t.Context(), alice); err != nil {
 		t.Fatal(err)
 	}
 	render, err := notifications.NewRenderer("eventflow@example.com", "http://127.0.0.1:8080", notifications.NewTokens([]byte("key")))

@@ -71,9 +71,10 @@ type Worker struct {
 	handMu  sync.Mutex
 	stopped bool
 
-	// outstanding counts the deliveries claimed and not yet finished
-	// (queued or being sent); sendNanos is a moving average of how long
-	// a send takes, which bounds how many may wait in the queue.
+	// outstanding counts the deliveries claimed or reserved and not yet
+	// finished (about to be queued, queued or being sent); sendNanos is a
+	// moving average of how long a send takes, which bounds how many may
+	// wait in the queue.
 	outstanding atomic.Int64
 	sendNanos   atomic.Int64
 }
@@ -144,7 +145,8 @@ func (w *Worker) now() time.Time { return w.cfg.Now().UTC().Truncate(time.Micros
 // Run sends deliveries until ctx ends, then waits for the sends in flight.
 //
 // It is a pipeline of three stages, so that no send waits for the
-// database: one loop claims deliveries in batches into a queue;
+// database: one loop claims deliveries in batches into a queue (the
+// notifier of the same process adds the deliveries it hands over);
 // Concurrency senders take them from the queue and send them; one recorder
 // marks the accepted ones sent, as many as have come in since its last
 // statement, in one statement. A delivery is recorded as sent only after
