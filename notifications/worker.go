@@ -127,8 +127,9 @@ func NewWorker(store Store, render *Renderer, email EmailSender, webhook Webhook
 		store: store, render: render, email: email, webhook: webhook, cfg: cfg,
 		metrics: newWorkerMetrics(reg),
 		wake:    make(chan struct{}, 1),
-		// outstanding never exceeds this, so a send to it never blocks.
-		queue: make(chan claimedJob, cfg.ClaimBatch+cfg.Concurrency),
+		// Outstanding deliveries never exceed two capacities (see Run), so
+		// a send to it never blocks.
+		queue: make(chan claimedJob, 2*(cfg.ClaimBatch+cfg.Concurrency)),
 	}
 }
 
@@ -171,12 +172,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for {
-		// The room is reserved before the claim, as the notifier reserves
-		// it before a hand-off, so that the two never overfill the queue.
-		if limit := w.reserve(w.claimLimit()); limit > 0 {
+		if limit := w.claimLimit(); limit > 0 {
 			now := w.now()
 			jobs, err := w.store.ClaimDeliveries(ctx, now, limit, w.cfg.Lease)
-			w.unreserve(limit - len(jobs))
 			if ctx.Err() != nil {
 				w.release(jobs)
 				return nil
@@ -184,8 +182,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil {
 				w.cfg.Logger.Warn("claim deliveries", "err", err)
 			}
+			// Counted once claimed, not reserved before: a reservation
+			// held for the claim's round trips would leave no room for
+			// the notifier's hand-overs meanwhile. A hand-over racing the
+			// claim may take the outstanding past capacity by its size,
+			// which the queue's second capacity holds.
+			w.outstanding.Add(int64(len(jobs)))
 			for _, j := range jobs {
-				w.queue <- claimedJob{job: j, claimedAt: now} // never blocks: reserved
+				w.queue <- claimedJob{job: j, claimedAt: now} // never blocks, as above
 			}
 			if len(jobs) == limit {
 				continue // there may be more due
@@ -224,9 +228,9 @@ func (w *Worker) capacity() int {
 	return most
 }
 
-// reserve takes room in the queue for up to n deliveries, claimed by Run
-// or handed over born claimed by the notifier of this process, and returns
-// how many it took; what is not queued is given back with unreserve.
+// reserve takes room in the queue for up to n deliveries that the notifier
+// of this process will hand over born claimed, and returns how many it
+// took; what it does not hand over it gives back with unreserve.
 func (w *Worker) reserve(n int) int {
 	for {
 		out := w.outstanding.Load()
