@@ -77,6 +77,12 @@ type Worker struct {
 	// wait in the queue.
 	outstanding atomic.Int64
 	sendNanos   atomic.Int64
+	// backlog says the last look at the database may have left due
+	// deliveries behind (no room to claim, a claim cut at its limit, or
+	// an error): room freed by a send is then worth a claim. Otherwise
+	// new ones come by hand-over, a wake from the notifier (Recorded),
+	// a sent mark (a later delivery of the same order) or the poll.
+	backlog atomic.Bool
 }
 
 // claimedJob is a job in the queue, with the time its lease began.
@@ -172,7 +178,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for {
-		if limit := w.claimLimit(); limit > 0 {
+		limit := w.claimLimit()
+		// Until a claim finds all that is due, there may be deliveries
+		// waiting in the database for room: each finished send wakes
+		// this loop then, and only then.
+		w.backlog.Store(limit == 0)
+		if limit > 0 {
 			now := w.now()
 			jobs, err := w.store.ClaimDeliveries(ctx, now, limit, w.cfg.Lease)
 			if ctx.Err() != nil {
@@ -182,6 +193,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil {
 				w.cfg.Logger.Warn("claim deliveries", "err", err)
 			}
+			w.backlog.Store(err != nil || len(jobs) == limit)
 			// Counted once claimed, not reserved before: a reservation
 			// held for the claim's round trips would leave no room for
 			// the notifier's hand-overs meanwhile. A hand-over racing the
@@ -286,7 +298,9 @@ func (w *Worker) sendQueued(ctx context.Context, queue <-chan claimedJob, sent c
 			cancel()
 		}
 		w.outstanding.Add(-1)
-		w.Wake()
+		if w.backlog.Load() {
+			w.Wake()
+		}
 	}
 }
 
