@@ -124,7 +124,9 @@ func (n *Notifier) HandleEvents(ctx context.Context, events []event.Event) error
 		created, err = n.store.RecordEvents(ctx, records)
 	}
 	if err != nil {
-		n.cfg.Workers.unreserve(handing)
+		if handing > 0 {
+			n.cfg.Workers.unreserve(handing)
+		}
 		if len(records) == 1 {
 			return fmt.Errorf("record event %s: %w", records[0].Event.ID, err)
 		}

@@ -584,12 +584,6 @@ func (s *Notifications) Delivery(ctx context.Context, id string) (notifications.
 // no limit; a Before or a SubscriptionID that is not a UUID, or a Status
 // that is none of pending, sent and dead, is an EINVALID error.
 func (s *Notifications) Deliveries(ctx context.Context, f notifications.DeliveryFilter) ([]notifications.Delivery, error) {
-	switch {
-	case f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID):
-		return nil, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
-	case f.Status != "" && !f.Status.Known():
-		return nil, eventflow.FieldError("status", "must be pending, sent or dead")
-	}
 	query, args, err := deliveriesQuery(f)
 	if err != nil {
 		return nil, err
@@ -597,8 +591,18 @@ func (s *Notifications) Deliveries(ctx context.Context, f notifications.Delivery
 	return s.deliveries(ctx, s.db.read, query, args...)
 }
 
-// deliveriesQuery is the query of a page of deliveries that f asks for.
+// deliveriesQuery is the query of a page of deliveries that f asks for, or
+// the EINVALID error of a filter it cannot take. It checks f itself, since
+// it writes the status into the query.
 func deliveriesQuery(f notifications.DeliveryFilter) (string, []any, error) {
+	switch {
+	case f.SubscriptionID != "" && !eventflow.ValidUUID(f.SubscriptionID):
+		return "", nil, eventflow.FieldError("subscription_id", "must be a subscription id (a UUID)")
+	case f.Status != "" && !f.Status.Known():
+		return "", nil, eventflow.FieldError("status", "must be pending, sent or dead")
+	case f.Before != "" && !eventflow.ValidUUID(f.Before):
+		return "", nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
+	}
 	query := `SELECT ` + deliveryColumns + ` FROM deliveries WHERE 1 = 1`
 	var args []any
 	for _, c := range []struct{ column, value string }{
@@ -617,9 +621,6 @@ func deliveriesQuery(f notifications.DeliveryFilter) (string, []any, error) {
 		query += ` AND status = '` + string(f.Status) + `'`
 	}
 	if f.Before != "" {
-		if !eventflow.ValidUUID(f.Before) {
-			return "", nil, eventflow.FieldError("cursor", "is not a cursor this API returned")
-		}
 		query += ` AND id < ?`
 		args = append(args, f.Before)
 	}
